@@ -1,0 +1,28 @@
+"""The 32 EmpatheticDialogues emotion labels used by KardiaBench (SPEC §2.1)."""
+
+from __future__ import annotations
+
+import re
+
+EMOTIONS: tuple[str, ...] = (
+    "afraid", "angry", "annoyed", "anticipating", "anxious", "apprehensive", "ashamed", "caring",
+    "confident", "content", "devastated", "disappointed", "disgusted", "embarrassed", "excited",
+    "faithful", "furious", "grateful", "guilty", "hopeful", "impressed", "jealous", "joyful",
+    "lonely", "nostalgic", "prepared", "proud", "sad", "sentimental", "surprised", "terrified",
+    "trusting",
+)  # fmt: skip
+
+_LOOKUP = {e: e for e in EMOTIONS}
+# Everything that is not a letter: digits, underscores, spaces, punctuation, markdown emphasis.
+_NOT_LETTER = re.compile(r"[\W\d_]+")
+
+
+def normalize_emotion(text: str) -> str | None:
+    """Map a label variant to its canonical lowercase label, or None if it is not one of the 32.
+
+    Case, whitespace and punctuation are ignored (``" Anxious."``, ``"**ANXIOUS**"``,
+    ``"anx ious"`` → ``"anxious"``); any other word, or a phrase, is None. Never raises.
+    """
+    if not isinstance(text, str) or len(text) > 64:
+        return None
+    return _LOOKUP.get(_NOT_LETTER.sub("", text).lower())
