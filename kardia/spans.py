@@ -19,8 +19,18 @@ SPAN_NAMES = ("understanding", "reasoning", "emotion", "response")
 STYLES = ("kardia", "xml")
 
 _NAMES = "|".join(SPAN_NAMES)
-# One scan finds every marker of either style; groups: (name, begin|end) or (slash, name).
-_TAG = re.compile(rf"<\|({_NAMES})_(begin|end)\|>|<(/?)({_NAMES})>")
+# One scan finds every marker of either style; split() interleaves text and markers.
+_TAG = re.compile(rf"(<\|(?:{_NAMES})_(?:begin|end)\|>|</?(?:{_NAMES})>)")
+# marker -> (span name, is_begin, style)
+_INFO = {f"<|{n}_begin|>": (n, True, "kardia") for n in SPAN_NAMES}
+_INFO |= {f"<|{n}_end|>": (n, False, "kardia") for n in SPAN_NAMES}
+_INFO |= {f"<{n}>": (n, True, "xml") for n in SPAN_NAMES}
+_INFO |= {f"</{n}>": (n, False, "xml") for n in SPAN_NAMES}
+# The marker sequences of a well-formed turn in one style: the common case, checked first.
+_CANONICAL = {
+    tuple(t for n in SPAN_NAMES for t in (f"<|{n}_begin|>", f"<|{n}_end|>")),
+    tuple(t for n in SPAN_NAMES for t in (f"<{n}>", f"</{n}>")),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,33 +63,34 @@ def parse_spans(text: str) -> Spans:
     """
     if not isinstance(text, str):
         return _EMPTY
-    # Per name: list of (kind, style, start, end, index of the marker in document order).
-    found: dict[str, list[tuple[str, str, int, int, int]]] = {}
-    for i, m in enumerate(_TAG.finditer(text)):
-        if m.group(1):
-            name, kind, style = m.group(1), m.group(2), "kardia"
-        else:
-            name, kind, style = m.group(4), ("end" if m.group(3) else "begin"), "xml"
-        found.setdefault(name, []).append((kind, style, m.start(), m.end(), i))
-    if not found:
+    parts = _TAG.split(text)  # [text, marker, text, marker, ..., text]
+    if len(parts) == 1:
         return _EMPTY
+    markers = parts[1::2]  # the text after marker k is parts[2k + 2]
+    if len(markers) == 8 and tuple(markers) in _CANONICAL:
+        u, r, e, s = (parts[i].strip() for i in (2, 6, 10, 14))
+        return Spans(u, r, e, s, complete=bool(u and r and e and s))
 
+    positions: dict[str, list[int]] = {}
+    for k, marker in enumerate(markers):
+        positions.setdefault(_INFO[marker][0], []).append(k)
     values: dict[str, str | None] = {}
     starts: list[int] = []
     for name in SPAN_NAMES:
-        marks = found.get(name)
+        ks = positions.get(name)
         value = None
-        if marks is not None and len(marks) == 2:
-            (k1, s1, _, end1, i1), (k2, s2, start2, _, i2) = marks
-            # Adjacent in document order means no other marker (nesting, interleaving) inside.
-            if k1 == "begin" and k2 == "end" and s1 == s2 and i2 == i1 + 1:
-                value = text[end1:start2].strip()
-                starts.append(i1)
+        # Exactly one begin immediately followed by its end, in one style: adjacency in marker
+        # order means no other marker (nesting, interleaving) sits inside the span.
+        if ks is not None and len(ks) == 2 and ks[1] == ks[0] + 1:
+            _, begin1, style1 = _INFO[markers[ks[0]]]
+            _, begin2, style2 = _INFO[markers[ks[1]]]
+            if begin1 and not begin2 and style1 == style2:
+                value = parts[2 * ks[0] + 2].strip()
+                starts.append(ks[0])
         values[name] = value
-
     # ``starts`` is filled in SPAN_NAMES order, so sorted means canonical order.
     complete = all(values[n] for n in SPAN_NAMES) and starts == sorted(starts)
-    return Spans(complete=bool(complete), **values)
+    return Spans(complete=complete, **values)
 
 
 def render_spans(

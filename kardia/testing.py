@@ -35,6 +35,11 @@ Script = Callable[
 ]  # (request JSON, how often this same request was seen) -> Reply
 
 
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 512  # the default listen backlog (5) drops bursts of connections
+    daemon_threads = True
+
+
 class ChatServer:
     """``with ChatServer(script) as srv: srv.base_url`` — a threaded loopback HTTP server."""
 
@@ -48,6 +53,9 @@ class ChatServer:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"  # keep-alive, like real servers
+            # Headers and body go out in separate writes: without TCP_NODELAY, Nagle's algorithm
+            # and delayed ACKs add ~40 ms to every reply.
+            disable_nagle_algorithm = True
 
             def log_message(self, *args):  # quiet
                 pass
@@ -106,8 +114,7 @@ class ChatServer:
                 except OSError:  # the client gave up (timeout) before we answered
                     self.close_connection = True
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
+        self._server = _Server(("127.0.0.1", 0), Handler)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property

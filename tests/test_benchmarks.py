@@ -1,0 +1,20 @@
+"""The benchmark runs (quick sizes) and prints its three measurements; numbers are not asserted."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_bench_rewards_quick(tmp_path):
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "bench_rewards.py"), "--quick",
+         "--json", str(tmp_path / "bench.json")],
+        capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    lines = [line for line in out.stdout.splitlines() if line[:3] in ("(a)", "(b)", "(c)")]
+    assert len(lines) == 3, out.stdout
+    assert "0 server requests" in lines[1] and "cache hit rate 100%" in lines[1]
+    assert (tmp_path / "bench.json").stat().st_size > 0
