@@ -8,7 +8,13 @@ import time
 
 import pytest
 
-from kardia.judges import OfflineJudge, OpenAICompatibleJudge, check_failure_rate, make_judge
+from kardia.judges import (
+    Judge,
+    OfflineJudge,
+    OpenAICompatibleJudge,
+    check_failure_rate,
+    make_judge,
+)
 from kardia.rubric import DIMENSIONS, Judgement, JudgeRequest
 from kardia.testing import ChatServer, Reply, judgement_json, last_user_message
 
@@ -210,9 +216,6 @@ def test_api_key_comes_from_the_environment_and_is_not_stored(tmp_path, monkeypa
     def script(payload, attempt):
         return Reply(judgement_json(4))
 
-    class Recording(ChatServer):
-        pass
-
     monkeypatch.setenv("KARDIA_TEST_KEY", "sk-secret-123")
     with ChatServer(script) as server:
         judge = make(server, tmp_path, api_key_env="KARDIA_TEST_KEY")
@@ -237,7 +240,8 @@ def test_score_works_inside_a_running_event_loop(tmp_path):
 
 
 def test_make_judge():
-    assert isinstance(make_judge({"kind": "offline", "max_failure_rate": 0.1}), OfflineJudge)
+    offline = make_judge({"kind": "offline", "max_failure_rate": 0.1})
+    assert isinstance(offline, OfflineJudge) and isinstance(offline, Judge)
     judge = make_judge(
         {
             "kind": "openai",
@@ -248,7 +252,8 @@ def test_make_judge():
             "max_failure_rate": 0.1,
         }
     )
-    assert isinstance(judge, OpenAICompatibleJudge) and judge.client.concurrency == 2
+    assert isinstance(judge, OpenAICompatibleJudge) and isinstance(judge, Judge)
+    assert judge.client.concurrency == 2
     with pytest.raises(ValueError, match="unknown judge kind"):
         make_judge({"kind": "magic"})
     with pytest.raises(ValueError, match="needs model"):
