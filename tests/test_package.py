@@ -17,7 +17,8 @@ HEAVY = ("torch", "transformers", "trl", "unsloth", "vllm", "sentence_transforme
 def test_importing_kardia_stays_light():
     code = (
         "import sys, kardia, kardia.spans, kardia.emotions, kardia.rubric, kardia.judges, "
-        "kardia.rewards, kardia.client, kardia.encoder, kardia.offline_judge, kardia.testing\n"
+        "kardia.rewards, kardia.client, kardia.encoder, kardia.offline_judge, kardia.testing, "
+        "kardia.data\n"
         f"print(','.join(m for m in {HEAVY!r} if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -1,0 +1,226 @@
+"""KardiaBench records: loading, validation, turn expansion, profile-disjoint splits, easy/hard.
+
+A record is one dialogue (SPEC §2.1): ``person`` (raw profile), ``mbti``, ``emotion``,
+``situation``, ``anon_username`` and ``messages`` — a system prompt, then alternating user and
+assistant turns whose assistant content carries the four spans. Records we build also carry
+``verdicts``: for each assistant turn, the evaluator's verdict history (FAIL / PASS / SOLVED).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from kardia.emotions import normalize_emotion
+from kardia.spans import parse_spans
+
+FIELDS: dict[str, type] = {
+    "person": str,
+    "mbti": str,
+    "emotion": str,
+    "situation": str,
+    "anon_username": str,
+    "messages": list,
+}
+VERDICTS = ("FAIL", "PASS", "SOLVED")
+ON_ERROR = ("raise", "skip")
+
+
+class KardiaDataError(ValueError):
+    """A bad record; the message names the file, the 1-based line (or record) and the field."""
+
+    def __init__(self, source: str, line: int, field: str, problem: str):
+        self.source, self.line, self.field, self.problem = source, line, field, problem
+        super().__init__(f"{source}:{line}: field {field!r}: {problem}")
+
+
+def validate_record(record: object, source: str = "<memory>", line: int = 1) -> dict:
+    """Check one dialogue and return it with its emotion label normalised; raise on any fault."""
+
+    def bad(field: str, problem: str) -> KardiaDataError:
+        return KardiaDataError(source, line, field, problem)
+
+    if not isinstance(record, dict):
+        raise bad("<record>", f"expected a JSON object, got {type(record).__name__}")
+    for field, typ in FIELDS.items():
+        if field not in record:
+            raise bad(field, "missing")
+        if not isinstance(record[field], typ):
+            raise bad(field, f"expected {typ.__name__}, got {type(record[field]).__name__}")
+    emotion = normalize_emotion(record["emotion"])
+    if emotion is None:
+        raise bad("emotion", f"{record['emotion']!r} is not one of the 32 labels")
+
+    messages = record["messages"]
+    for i, m in enumerate(messages):
+        if not isinstance(m, dict) or not isinstance(m.get("role"), str):
+            raise bad(f"messages[{i}]", "expected an object with a string 'role'")
+        if not isinstance(m.get("content"), str):
+            raise bad(f"messages[{i}].content", "expected a string")
+    if not messages or messages[0]["role"] != "system":
+        raise bad("messages[0].role", "the first message must be the system prompt")
+    turns = messages[1:]
+    if len(turns) < 2:
+        raise bad("messages", "needs at least one user turn and one assistant turn")
+    for i, m in enumerate(turns, start=1):
+        expected = "user" if i % 2 == 1 else "assistant"
+        if m["role"] != expected:
+            raise bad(
+                f"messages[{i}].role", f"expected {expected!r} (roles alternate), got {m['role']!r}"
+            )
+        if expected == "assistant" and not parse_spans(m["content"]).complete:
+            raise bad(f"messages[{i}].content", "assistant turn without four complete spans")
+    if turns[-1]["role"] != "assistant":
+        raise bad(
+            f"messages[{len(messages) - 1}].role", "the dialogue must end with an assistant turn"
+        )
+
+    n_assistant = len(turns) // 2
+    verdicts = record.get("verdicts")
+    if verdicts is not None:
+        if not isinstance(verdicts, list) or len(verdicts) != n_assistant:
+            raise bad(
+                "verdicts",
+                f"expected a list with one verdict history per assistant turn ({n_assistant})",
+            )
+        for i, history in enumerate(verdicts):
+            if (
+                not isinstance(history, list)
+                or not history
+                or any(v not in VERDICTS for v in history)
+            ):
+                raise bad(f"verdicts[{i}]", f"expected a non-empty list of {VERDICTS}")
+    return {**record, "emotion": emotion}
+
+
+def _read(path: Path) -> Iterator[tuple[int, object]]:
+    """(1-based line or record number, raw record) from a .jsonl, .json or .parquet file."""
+    suffix = path.suffix.lower()
+    if suffix == ".jsonl":
+        with path.open(encoding="utf-8") as f:
+            for line_no, line in enumerate(f, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    yield line_no, json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise KardiaDataError(
+                        str(path), line_no, "<json>", f"invalid JSON: {exc.msg}"
+                    ) from None
+    elif suffix == ".json":
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise KardiaDataError(
+                str(path), exc.lineno, "<json>", f"invalid JSON: {exc.msg}"
+            ) from None
+        if not isinstance(data, list):
+            raise KardiaDataError(str(path), 1, "<json>", "expected a list of dialogue objects")
+        yield from enumerate(data, start=1)
+    elif suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        yield from enumerate(pq.read_table(path).to_pylist(), start=1)
+    else:
+        raise ValueError(
+            f"{path}: unsupported file type {suffix!r} (use .jsonl, .json or .parquet)"
+        )
+
+
+def read_dialogues(source: str | Path, on_error: str = "raise") -> tuple[list[dict], int]:
+    """Validated records from a local file, and how many bad ones were skipped (``on_error``)."""
+    if on_error not in ON_ERROR:
+        raise ValueError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
+    path = Path(source)
+    records, skipped = [], 0
+    for line, raw in _read(path):
+        try:
+            records.append(validate_record(raw, str(path), line))
+        except KardiaDataError:
+            if on_error == "raise":
+                raise
+            skipped += 1
+    return records, skipped
+
+
+def load_dialogues(
+    source, *, on_error: str = "raise", split: str = "train", counts: dict | None = None
+):
+    """Load KardiaBench-schema dialogues into a ``datasets.Dataset``.
+
+    ``source`` is a ``.jsonl``/``.json``/``.parquet`` path or a hub dataset name (read with
+    ``datasets.load_dataset``, then validated like a file). Pass ``counts={}`` to receive the
+    numbers of loaded and skipped records.
+    """
+    import datasets
+
+    path = Path(source)
+    if path.suffix.lower() in (".jsonl", ".json", ".parquet") or path.exists():
+        records, skipped = read_dialogues(path, on_error)
+    else:
+        raw = datasets.load_dataset(str(source), split=split)
+        records, skipped = [], 0
+        for i, rec in enumerate(raw, start=1):
+            try:
+                records.append(validate_record(rec, str(source), i))
+            except KardiaDataError:
+                if on_error == "raise":
+                    raise
+                skipped += 1
+    if counts is not None:
+        counts.update(loaded=len(records), skipped=skipped)
+    return datasets.Dataset.from_list(records)
+
+
+def expand_turns(records: Iterable[dict]) -> list[dict]:
+    """One row per assistant turn — the paper's "QA pairs": the messages before it as ``prompt``,
+    the turn as a one-message ``completion``, plus the gold emotion and persona fields."""
+    rows = []
+    for d, rec in enumerate(records):
+        messages = rec["messages"]
+        for t, i in enumerate(range(2, len(messages), 2)):
+            rows.append(
+                {
+                    "dialogue_id": rec.get("dialogue_id", d),
+                    "turn": t,
+                    "prompt": messages[:i],
+                    "completion": [messages[i]],
+                    "emotion": rec["emotion"],
+                    "person": rec["person"],
+                    "mbti": rec["mbti"],
+                    "situation": rec["situation"],
+                    "anon_username": rec["anon_username"],
+                }
+            )
+    return rows
+
+
+def split_by_profile(
+    records: list[dict], dev_fraction: float, test_fraction: float, seed: int
+) -> dict[str, list[dict]]:
+    """Seeded train/dev/test split in which no profile (``anon_username``) crosses splits."""
+    if not (0 <= dev_fraction < 1 and 0 <= test_fraction < 1 and dev_fraction + test_fraction < 1):
+        raise ValueError("dev_fraction and test_fraction must be in [0, 1) and sum below 1")
+    profiles = sorted({r["anon_username"] for r in records})
+    random.Random(seed).shuffle(profiles)
+    n_test = round(len(profiles) * test_fraction)
+    n_dev = round(len(profiles) * dev_fraction)
+    where = {p: "test" for p in profiles[:n_test]}
+    where |= {p: "dev" for p in profiles[n_test : n_test + n_dev]}
+    splits: dict[str, list[dict]] = {"train": [], "dev": [], "test": []}
+    for r in records:
+        splits[where.get(r["anon_username"], "train")].append(r)
+    return splits
+
+
+def difficulty(verdicts: Iterable[Iterable[str]]) -> str:
+    """The paper's easy/hard rule from the dialogue's verdict frequencies (SPEC §2.1):
+    easy if p_FAIL < p_PASS + p_SOLVED or p_FAIL + p_PASS < p_SOLVED, else hard."""
+    flat = [v for history in verdicts for v in history]
+    if not flat:
+        raise ValueError("no verdicts to classify")
+    n = len(flat)
+    p_fail, p_pass, p_solved = (flat.count(v) / n for v in VERDICTS)
+    return "easy" if p_fail < p_pass + p_solved or p_fail + p_pass < p_solved else "hard"
