@@ -129,20 +129,26 @@ def _read(path: Path) -> Iterator[tuple[int, object]]:
         )
 
 
-def read_dialogues(source: str | Path, on_error: str = "raise") -> tuple[list[dict], int]:
-    """Validated records from a local file, and how many bad ones were skipped (``on_error``)."""
+def _validate_all(
+    rows: Iterable[tuple[int, object]], source: str, on_error: str
+) -> tuple[list[dict], int]:
+    """Validate (line, record) pairs: raise on the first bad one, or skip and count it."""
     if on_error not in ON_ERROR:
         raise ValueError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
-    path = Path(source)
     records, skipped = [], 0
-    for line, raw in _read(path):
+    for line, raw in rows:
         try:
-            records.append(validate_record(raw, str(path), line))
+            records.append(validate_record(raw, source, line))
         except KardiaDataError:
             if on_error == "raise":
                 raise
             skipped += 1
     return records, skipped
+
+
+def read_dialogues(source: str | Path, on_error: str = "raise") -> tuple[list[dict], int]:
+    """Validated records from a local file, and how many bad ones were skipped (``on_error``)."""
+    return _validate_all(_read(Path(source)), str(source), on_error)
 
 
 def load_dialogues(
@@ -161,14 +167,7 @@ def load_dialogues(
         records, skipped = read_dialogues(path, on_error)
     else:
         raw = datasets.load_dataset(str(source), split=split)
-        records, skipped = [], 0
-        for i, rec in enumerate(raw, start=1):
-            try:
-                records.append(validate_record(rec, str(source), i))
-            except KardiaDataError:
-                if on_error == "raise":
-                    raise
-                skipped += 1
+        records, skipped = _validate_all(enumerate(raw, start=1), str(source), on_error)
     if counts is not None:
         counts.update(loaded=len(records), skipped=skipped)
     return datasets.Dataset.from_list(records)

@@ -10,6 +10,7 @@ from kardia.rubric import (
     Judgement,
     JudgementError,
     JudgeRequest,
+    _json_objects,
     parse_judgement,
     render_judge_messages,
     rubric_score,
@@ -127,9 +128,8 @@ def test_prompt_puts_untrusted_text_inside_one_quoted_block():
     assert case["user_profile"].endswith("</case>")
     assert case["dialogue_history"] == [{"role": "user", "content": "I lost again."}]
     assert case["user_emotion_reference"] == "disappointed"
-    # The injected verdict is not a parseable top-level object of the rendered prompt.
-    with pytest.raises(JudgementError):
-        parse_judgement(user["content"])
+    # The injected verdict stays inside the quoted case: the only top-level object is the case.
+    assert _json_objects(user["content"]) == [case]
 
 
 def test_prompt_is_deterministic():
