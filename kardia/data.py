@@ -3,7 +3,8 @@
 A record is one dialogue (SPEC §2.1): ``person`` (raw profile), ``mbti``, ``emotion``,
 ``situation``, ``anon_username`` and ``messages`` — a system prompt, then alternating user and
 assistant turns whose assistant content carries the four spans. Records we build also carry
-``verdicts``: for each assistant turn, the evaluator's verdict history (FAIL / PASS / SOLVED).
+``verdicts``: for each assistant turn, the evaluator's verdict history (FAIL / PASS / SOLVED);
+the loader keeps any extra field (``dialogue_id``, ``difficulty``…).
 """
 
 from __future__ import annotations
@@ -86,12 +87,9 @@ def validate_record(record: object, source: str = "<memory>", line: int = 1) -> 
                 f"expected a list with one verdict history per assistant turn ({n_assistant})",
             )
         for i, history in enumerate(verdicts):
-            if (
-                not isinstance(history, list)
-                or not history
-                or any(v not in VERDICTS for v in history)
-            ):
-                raise bad(f"verdicts[{i}]", f"expected a non-empty list of {VERDICTS}")
+            # An empty history marks a turn whose verdict is unknown (its re-judging failed).
+            if not isinstance(history, list) or any(v not in VERDICTS for v in history):
+                raise bad(f"verdicts[{i}]", f"expected a list of {VERDICTS}")
     return {**record, "emotion": emotion}
 
 
@@ -223,3 +221,152 @@ def difficulty(verdicts: Iterable[Iterable[str]]) -> str:
     n = len(flat)
     p_fail, p_pass, p_solved = (flat.count(v) / n for v in VERDICTS)
     return "easy" if p_fail < p_pass + p_solved or p_fail + p_pass < p_solved else "hard"
+
+
+SPLITS = ("train", "dev", "test")
+_SUFFIXES = (".jsonl", ".json", ".parquet")
+
+
+def write_jsonl(records: Iterable[dict], path: str | Path) -> Path:
+    """Write one JSON object per line, atomically (a temporary file renamed into place), so an
+    interrupted stage never leaves a half-written file behind."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", encoding="utf-8") as f:
+        for rec in records:
+            f.write(json.dumps(rec, ensure_ascii=False) + "\n")
+    tmp.replace(path)
+    return path
+
+
+def _split_file(folder: Path, split: str) -> Path | None:
+    hits = [folder / f"{split}{s}" for s in _SUFFIXES if (folder / f"{split}{s}").exists()]
+    return hits[0] if hits else None
+
+
+def load_kardiabench(
+    source: str | Path,
+    *,
+    on_error: str = "raise",
+    dev_fraction: float = 0.1,
+    test_fraction: float = 0.1,
+    seed: int = 0,
+) -> tuple[dict[str, list[dict]], dict[str, int]]:
+    """Existing KardiaBench-schema dialogues as train/dev/test, and the load counts.
+
+    ``source`` is one of:
+    * a file (``.jsonl``/``.json``/``.parquet``): split by profile into train/dev/test;
+    * a folder holding ``train``/``dev``/``test`` files (any of those types; ``dev`` optional);
+    * a hub dataset name (e.g. ``Jhcircle/KadiaBench``), read through ``datasets`` with its
+      ``train`` and ``test`` splits.
+    When no dev split exists it is carved out of train, profile-disjoint (SPEC §2.1 default).
+    """
+    path = Path(source)
+    counts = {"loaded": 0, "skipped": 0}
+
+    def read(src, split="train") -> list[dict]:
+        c: dict = {}
+        ds = load_dialogues(src, on_error=on_error, split=split, counts=c)
+        counts["loaded"] += c["loaded"]
+        counts["skipped"] += c["skipped"]
+        return ds.to_list()
+
+    if path.is_file():
+        records = read(path)
+        return split_by_profile(records, dev_fraction, test_fraction, seed), counts
+    if path.is_dir():
+        files = {s: _split_file(path, s) for s in SPLITS}
+        if files["train"] is None or files["test"] is None:
+            raise FileNotFoundError(
+                f"{path}: expected train and test files (.jsonl/.json/.parquet), dev optional"
+            )
+        splits = {s: read(f) for s, f in files.items() if f is not None}
+    elif path.suffix.lower() in _SUFFIXES:
+        raise FileNotFoundError(f"{path} not found")
+    else:
+        splits = {"train": read(str(source), "train"), "test": read(str(source), "test")}
+    if "dev" not in splits:
+        inner = split_by_profile(splits["train"], dev_fraction, 0.0, seed)
+        splits["train"], splits["dev"] = inner["train"], inner["dev"]
+    return {s: splits[s] for s in SPLITS}, counts
+
+
+def assign_difficulty(records: Iterable[dict]) -> dict[str, int]:
+    """Set ``difficulty`` (easy/hard, or None when no verdict is known) on each record from its
+    ``verdicts``; return how many of each."""
+    counts = {"easy": 0, "hard": 0, "unjudged": 0}
+    for rec in records:
+        flat = [v for h in rec.get("verdicts") or [] for v in h]
+        rec["difficulty"] = difficulty(rec["verdicts"]) if flat else None
+        counts[rec["difficulty"] or "unjudged"] += 1
+    return counts
+
+
+def verdict_shares(verdicts: Iterable[Iterable[str]]) -> dict[str, float]:
+    """p_FAIL, p_PASS, p_SOLVED of one dialogue (zeros when it has no verdict)."""
+    flat = [v for h in verdicts for v in h]
+    return {f"p_{v.lower()}": (flat.count(v) / len(flat) if flat else 0.0) for v in VERDICTS}
+
+
+def write_splits(splits: dict[str, list[dict]], out_dir: str | Path) -> dict[str, Path]:
+    """Write a dataset the way every later stage reads it, replacing ``out_dir`` atomically:
+
+    * ``dialogues/<split>.jsonl`` — KardiaBench schema (plus ``dialogue_id``, ``verdicts``,
+      ``difficulty``), readable by ``load_dialogues`` like the released data;
+    * ``turns/<split>.jsonl`` — one row per assistant turn (``expand_turns``) with ``difficulty``;
+    * ``difficulty.csv`` — the easy/hard assignment with each dialogue's verdict shares.
+    """
+    import csv
+    import shutil
+
+    out = Path(out_dir)
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    (tmp / "dialogues").mkdir(parents=True)
+    (tmp / "turns").mkdir()
+    with (tmp / "difficulty.csv").open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["dialogue_id", "split", "difficulty", "turns", *verdict_shares([])])
+        for split, records in splits.items():
+            write_jsonl(records, tmp / "dialogues" / f"{split}.jsonl")
+            rows = expand_turns(records)
+            by_id = {r["dialogue_id"]: r.get("difficulty") for r in records}
+            write_jsonl(
+                ({**row, "difficulty": by_id[row["dialogue_id"]]} for row in rows),
+                tmp / "turns" / f"{split}.jsonl",
+            )
+            for r in records:
+                shares = verdict_shares(r.get("verdicts") or [])
+                writer.writerow([r["dialogue_id"], split, r.get("difficulty") or "",
+                                 len(r["messages"]) // 2,
+                                 *(f"{v:.4f}" for v in shares.values())])  # fmt: skip
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.replace(out)
+    return {
+        "dialogues": out / "dialogues",
+        "turns": out / "turns",
+        "difficulty": out / "difficulty.csv",
+    }
+
+
+def ensure_ids(splits: dict[str, list[dict]]) -> None:
+    """Give every record a unique ``dialogue_id`` (the released data has none)."""
+    seen: set = set()
+    for split, records in splits.items():
+        for i, r in enumerate(records):
+            if r.get("dialogue_id") is None or r["dialogue_id"] in seen:
+                r["dialogue_id"] = f"{split}-{i:06d}"
+            seen.add(r["dialogue_id"])
+
+
+def read_splits(out_dir: str | Path, what: str = "dialogues") -> dict[str, list[dict]]:
+    """Read back ``write_splits`` output: ``what`` is ``dialogues`` (validated) or ``turns``."""
+    folder = Path(out_dir) / what
+    if what == "dialogues":
+        return {s: read_dialogues(folder / f"{s}.jsonl")[0] for s in SPLITS}
+    with_rows = {}
+    for s in SPLITS:
+        with (folder / f"{s}.jsonl").open(encoding="utf-8") as f:
+            with_rows[s] = [json.loads(line) for line in f if line.strip()]
+    return with_rows

@@ -26,3 +26,21 @@ def normalize_emotion(text: str) -> str | None:
     if not isinstance(text, str) or len(text) > 64:
         return None
     return _LOOKUP.get(_NOT_LETTER.sub("", text).lower())
+
+
+# Valence of each label, used to spot emotion jumps in built dialogues (a dialogue whose labels
+# swing between positive and negative is dropped). Our grouping; the paper gives none. The
+# bittersweet labels are neutral so that no swing through them counts as a jump.
+NEUTRAL = frozenset({"nostalgic", "sentimental", "surprised", "anticipating"})
+POSITIVE = frozenset(
+    {
+        "caring", "confident", "content", "excited", "faithful", "grateful", "hopeful",
+        "impressed", "joyful", "prepared", "proud", "trusting",
+    }
+)  # fmt: skip
+NEGATIVE = frozenset(EMOTIONS) - POSITIVE - NEUTRAL
+
+
+def valence(label: str) -> int:
+    """+1, -1 or 0 for a canonical label (0 for neutral or unknown)."""
+    return 1 if label in POSITIVE else -1 if label in NEGATIVE else 0

@@ -26,9 +26,10 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   # torch first, alone: its CPU build must be in place before anything can ask for another.
   .venv/bin/python -m pip install -q -c constraints.txt "torch==2.13.0" 2> >(grep -v "is ignored: it is neither" >&2)
   .venv/bin/python -m pip install -q -c constraints.txt -e ".${extras}" 2> >(grep -v "is ignored: it is neither" >&2)
-  # The notebooks run on this kernel (papermill -k kardia); --sys-prefix keeps it inside .venv.
-  .venv/bin/python -m ipykernel install --sys-prefix --name kardia --display-name "Python (kardia)" >/dev/null
   .venv/bin/python -c "import torch; print('setup: ready, torch', torch.__version__)"
   echo "$want" > "$stamp"
   [ -n "$extras" ] && echo "$want" > .venv/.kardia-install  # a dev install serves runtime too
 fi
+# The notebooks run on this kernel (papermill -k kardia); --sys-prefix keeps it inside .venv.
+[ -f .venv/share/jupyter/kernels/kardia/kernel.json ] ||
+  .venv/bin/python -m ipykernel install --sys-prefix --name kardia --display-name "Python (kardia)" >/dev/null

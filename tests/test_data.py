@@ -105,8 +105,8 @@ BAD = [
         "object",
     ),
     ({"verdicts": [["PASS"]]}, "verdicts", "one verdict history per assistant turn"),
-    ({"verdicts": [["PASS"], ["MAYBE"]]}, "verdicts[1]", "non-empty list"),
-    ({"verdicts": [["PASS"], []]}, "verdicts[1]", "non-empty list"),
+    ({"verdicts": [["PASS"], ["MAYBE"]]}, "verdicts[1]", "expected a list of"),
+    ({"verdicts": [["PASS"], "PASS"]}, "verdicts[1]", "expected a list of"),
 ]
 
 

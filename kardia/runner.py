@@ -1,0 +1,141 @@
+"""Run one pipeline stage: its notebook, executed by papermill with its ``params.yaml`` values.
+
+    python -m kardia.runner build_data [--params params.yaml] [--kernel kardia]
+
+Stage ``S`` runs ``notebooks/NN_S.ipynb``. Every name in the notebook's ``parameters`` cell takes
+its value from the ``S`` section of ``params.yaml``, or else from a top-level key (``seed``,
+``judge``). papermill only warns about parameters a notebook does not declare, so this runner
+refuses them — and refuses a declared parameter that ``params.yaml`` does not provide: the
+notebook's literal defaults never stand in silently for the single source of truth.
+
+The executed copy goes to ``results/notebooks/`` and appears there only when the run succeeds; a
+failed run is kept beside it as ``*.failed.ipynb`` for inspection.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+STAGES = ("build_data", "sft", "grpo", "evaluate", "report")
+
+
+class StageParamsError(ValueError):
+    """params.yaml and the notebook's parameters cell disagree."""
+
+
+def notebook_for(stage: str, notebooks: str | Path = "notebooks") -> Path:
+    if stage not in STAGES:
+        raise SystemExit(f"unknown stage {stage!r}; stages are {', '.join(STAGES)}")
+    found = sorted(Path(notebooks).glob(f"[0-9][0-9]_{stage}.ipynb"))
+    if len(found) != 1:
+        raise FileNotFoundError(
+            f"expected one notebook {notebooks}/NN_{stage}.ipynb, found {found}"
+        )
+    return found[0]
+
+
+def declared_parameters(notebook: str | Path) -> list[str]:
+    """Names assigned in the notebook's cell tagged ``parameters`` (exactly one such cell)."""
+    import nbformat
+    import papermill
+
+    nb = nbformat.read(str(notebook), as_version=4)
+    tagged = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    if len(tagged) != 1:
+        raise StageParamsError(f"{notebook}: needs exactly one cell tagged 'parameters'")
+    return list(papermill.inspect_notebook(str(notebook)))
+
+
+def resolve_parameters(stage: str, params: dict, declared: list[str]) -> dict:
+    """The values papermill injects; raises ``StageParamsError`` on any mismatch."""
+    section = params.get(stage) or {}
+    if not isinstance(section, dict):
+        raise StageParamsError(f"params.yaml: section {stage!r} must be a mapping")
+    undeclared = sorted(set(section) - set(declared))
+    if undeclared:
+        raise StageParamsError(
+            f"params.yaml sets {stage}.{{{', '.join(undeclared)}}} but the {stage} notebook does "
+            "not declare them in its parameters cell (a typo, or a notebook that is out of date)"
+        )
+    values, missing = {}, []
+    for name in declared:
+        if name in section:
+            values[name] = section[name]
+        elif name in params and name not in STAGES:
+            values[name] = params[name]
+        else:
+            missing.append(name)
+    if missing:
+        raise StageParamsError(
+            f"the {stage} notebook declares {', '.join(missing)} but params.yaml provides no "
+            f"value (add them under {stage}: or at the top level)"
+        )
+    return values
+
+
+def run_stage(
+    stage: str,
+    params_path: str | Path = "params.yaml",
+    *,
+    kernel: str = "kardia",
+    output_dir: str | Path = "results/notebooks",
+    progress: bool = True,
+) -> Path:
+    """Execute the stage notebook with its parameters; return the executed copy's path."""
+    import papermill
+    import yaml
+
+    params = yaml.safe_load(Path(params_path).read_text()) or {}
+    notebook = notebook_for(stage)
+    values = resolve_parameters(stage, params, declared_parameters(notebook))
+    out_dir = Path(output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    final = out_dir / notebook.name
+    running = out_dir / f"{notebook.stem}.running.ipynb"
+    failed = out_dir / f"{notebook.stem}.failed.ipynb"
+    final.unlink(missing_ok=True)
+    failed.unlink(missing_ok=True)
+    start = time.perf_counter()
+    try:
+        papermill.execute_notebook(
+            str(notebook), str(running), parameters=values, kernel_name=kernel,
+            cwd=os.getcwd(), progress_bar=progress, log_output=False,
+        )  # fmt: skip
+    except BaseException:
+        if running.exists():
+            running.replace(failed)
+            print(f"stage {stage} failed; executed notebook kept at {failed}", file=sys.stderr)
+        raise
+    running.replace(final)
+    print(f"stage {stage}: done in {time.perf_counter() - start:.1f} s -> {final}")
+    return final
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("stage", choices=STAGES)
+    parser.add_argument("--params", default="params.yaml", help="parameters file")
+    parser.add_argument("--kernel", default="kardia", help="Jupyter kernel name")
+    parser.add_argument("--check", action="store_true", help="check parameters, run nothing")
+    args = parser.parse_args(argv)
+    if args.check:
+        import yaml
+
+        params = yaml.safe_load(Path(args.params).read_text()) or {}
+        nb = notebook_for(args.stage)
+        print(resolve_parameters(args.stage, params, declared_parameters(nb)))
+        return 0
+    try:
+        run_stage(args.stage, args.params, kernel=args.kernel)
+    except StageParamsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
