@@ -146,3 +146,60 @@ def judgement_json(scores: dict[str, int] | int = 4) -> str:
     if isinstance(scores, int):
         scores = dict.fromkeys(DIMENSIONS, scores)
     return json.dumps({**scores, "rationale": {d: "scripted" for d in scores}})
+
+
+def builder_role(payload: dict) -> str:
+    """Which builder role a chat request is for: ``user``, ``respond`` or ``evaluate``."""
+    messages = payload.get("messages") or [{}]
+    system = str(messages[0].get("content", ""))
+    if system.startswith("You are role-playing"):
+        return "user"
+    if system.startswith("You are the rubric evaluator"):
+        return "evaluate"
+    return "respond"
+
+
+def builder_script(close_after: int = 3, fail_first: bool = True) -> Script:
+    """A scripted LLM playing U, A and R for the dialogue builder, over real HTTP.
+
+    U closes with thanks after ``close_after`` of its own turns; A writes a valid four-span turn
+    (a first draft without the user's MBTI type when ``fail_first``); R fails a turn whose
+    understanding names no MBTI type, says SOLVED after the user's thanks, PASS otherwise.
+    """
+    from kardia.spans import render_spans
+
+    def script(payload: dict, attempt: int) -> Reply:
+        role = builder_role(payload)
+        messages = payload["messages"]
+        if role == "user":
+            own_turns = sum(m["role"] == "assistant" for m in messages)
+            if own_turns >= close_after:
+                return Reply("Thanks, that really helps. I feel better now.")
+            return Reply(f"It still bothers me, this is day {own_turns + 1} of thinking about it.")
+        if role == "respond":
+            revising = messages[-1]["role"] == "user" and "evaluator rejected" in str(
+                messages[-1]["content"]
+            )
+            who = "The user" if fail_first and not revising else "The INFJ user"
+            return Reply(
+                render_spans(
+                    f"{who} keeps thinking about what happened.",
+                    "Dwelling on it is a sign it matters.",
+                    "sad",
+                    "That sounds heavy; I'm here with you.",
+                )
+            )
+        case = messages[-1]["content"]
+        if '"understanding": "The user' in case:
+            return Reply(json.dumps({"verdict": "FAIL", "feedback": "name who the user is"}))
+        last_user = [m for m in json.loads(_case_json(case))["dialogue_so_far"]
+                     if m["role"] == "user"][-1]["content"]  # fmt: skip
+        verdict = "SOLVED" if last_user.startswith("Thanks") else "PASS"
+        return Reply(json.dumps({"verdict": verdict, "feedback": "fine"}))
+
+    return script
+
+
+def _case_json(user_message: str) -> str:
+    """The JSON inside an evaluator request's <case> block."""
+    return user_message.split("<case>\n", 1)[1].split("\n</case>", 1)[0]

@@ -18,3 +18,22 @@ def test_bench_rewards_quick(tmp_path):
     assert len(lines) == 3, out.stdout
     assert "0 server requests" in lines[1] and "cache hit rate 100%" in lines[1]
     assert (tmp_path / "bench.json").stat().st_size > 0
+
+
+def test_bench_build_quick():
+    import json
+
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "bench_build.py"), "--quick", "--json"],
+        capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    results = json.loads(out.stdout)
+    positive = ("validation_memory_per_s", "validation_file_per_s", "offline_build_per_s",
+                "offline_filter_per_s", "llm_conc1_s", "llm_conc32_s", "llm_speedup",
+                "llm_requests", "validation_dialogues", "offline_seeds", "llm_dialogues")  # fmt: skip
+    for key in positive:
+        assert results[key] > 0, (key, results)
+    assert results["llm_same_dialogues"] is True
+    lines = [line for line in out.stderr.splitlines() if line[:3] in ("(a)", "(b)", "(c)")]
+    assert len(lines) == 3, out.stderr

@@ -3,13 +3,19 @@ import json
 import pytest
 
 from kardia.data import (
+    FIELDS,
     KardiaDataError,
+    assign_difficulty,
     difficulty,
+    ensure_ids,
     expand_turns,
     load_dialogues,
+    load_kardiabench,
     read_dialogues,
+    read_splits,
     split_by_profile,
     validate_record,
+    write_splits,
 )
 from kardia.spans import render_spans
 
@@ -231,3 +237,79 @@ def test_easy_hard_rule(verdicts, expected):
 def test_easy_hard_needs_verdicts():
     with pytest.raises(ValueError):
         difficulty([[]])
+
+
+# --- the released-schema fixture, whole-dataset loading and writing --------------------------
+
+FIXTURE = "tests/fixtures/kardiabench_sample.jsonl"
+
+
+def test_fixture_in_the_published_schema_loads_in_both_tag_styles():
+    ds = load_dialogues(FIXTURE)
+    assert ds.num_rows == 12
+    assert set(ds.column_names) == set(FIELDS)  # exactly the released fields, no verdicts
+    assistant = [m["content"] for r in ds for m in r["messages"] if m["role"] == "assistant"]
+    assert any("<understanding>" in a for a in assistant)
+    assert any("<|understanding_begin|>" in a for a in assistant)
+
+
+def test_load_kardiabench_from_a_file_splits_by_profile():
+    splits, counts = load_kardiabench(FIXTURE, dev_fraction=0.2, test_fraction=0.2, seed=0)
+    assert counts == {"loaded": 12, "skipped": 0}
+    who = {s: {r["anon_username"] for r in recs} for s, recs in splits.items()}
+    assert all(who[s] for s in who) and not (who["train"] & (who["dev"] | who["test"]))
+    assert sum(len(v) for v in splits.values()) == 12
+
+
+def test_load_kardiabench_from_a_folder_keeps_its_test_split(tmp_path):
+    lines = open(FIXTURE).read().splitlines()
+    (tmp_path / "train.jsonl").write_text("\n".join(lines[:8]) + "\n")
+    (tmp_path / "test.json").write_text("[" + ",".join(lines[8:]) + "]")
+    splits, counts = load_kardiabench(tmp_path, dev_fraction=0.25, seed=0)
+    assert len(splits["test"]) == 4 and counts["loaded"] == 12
+    assert len(splits["train"]) + len(splits["dev"]) == 8 and splits["dev"]
+
+
+def test_load_kardiabench_missing_sources(tmp_path):
+    with pytest.raises(FileNotFoundError, match="train and test"):
+        load_kardiabench(tmp_path)
+    with pytest.raises(FileNotFoundError):
+        load_kardiabench(tmp_path / "nope.jsonl")
+
+
+def test_write_and_read_splits_round_trip(tmp_path):
+    splits, _ = load_kardiabench(FIXTURE, dev_fraction=0.2, test_fraction=0.2, seed=0)
+    ensure_ids(splits)
+    for recs in splits.values():
+        for r in recs:
+            r["verdicts"] = [["FAIL", "PASS"]] + [["PASS"]] * (len(r["messages"]) // 2 - 1)
+    counts = {s: assign_difficulty(recs) for s, recs in splits.items()}
+    assert sum(c["easy"] for c in counts.values()) == 12
+    (tmp_path / "built").mkdir()
+    (tmp_path / "built" / "stale.txt").write_text("old")
+    write_splits(splits, tmp_path / "built")
+    assert not (tmp_path / "built" / "stale.txt").exists()  # the folder is replaced whole
+    back = read_splits(tmp_path / "built")
+    assert {s: len(v) for s, v in back.items()} == {s: len(v) for s, v in splits.items()}
+    assert back["train"][0]["difficulty"] == "easy"
+    turns = read_splits(tmp_path / "built", "turns")
+    assert sum(len(v) for v in turns.values()) == sum(
+        len(r["messages"]) // 2 for v in splits.values() for r in v
+    )
+    assert {"prompt", "completion", "emotion", "difficulty"} <= set(turns["train"][0])
+    csv = (tmp_path / "built" / "difficulty.csv").read_text().splitlines()
+    assert csv[0] == "dialogue_id,split,difficulty,turns,p_fail,p_pass,p_solved"
+    assert len(csv) == 13
+
+
+def test_ensure_ids_makes_ids_unique():
+    splits = {"train": [{"dialogue_id": "a"}, {"dialogue_id": "a"}], "dev": [{}], "test": []}
+    ensure_ids(splits)
+    ids = [r["dialogue_id"] for v in splits.values() for r in v]
+    assert len(set(ids)) == 3
+
+
+def test_assign_difficulty_leaves_unjudged_dialogues_unassigned():
+    recs = [{"verdicts": [[], []]}, {"verdicts": [["FAIL"], ["FAIL"], ["PASS"]]}]
+    assert assign_difficulty(recs) == {"easy": 0, "hard": 1, "unjudged": 1}
+    assert recs[0]["difficulty"] is None

@@ -1,0 +1,84 @@
+"""The shipped seed bank meets the issue's minimums; bad seed files fail loudly."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from collections import Counter
+
+import pytest
+
+from kardia.data import KardiaDataError
+from kardia.emotions import EMOTIONS
+from kardia.seed import MBTI_TYPES, load_seed_bank, render_person, sample_seeds
+
+
+@pytest.fixture(scope="module")
+def bank():
+    return load_seed_bank("data/seed")
+
+
+def test_bank_has_at_least_64_personas_with_4_per_type(bank):
+    assert len(bank.personas) >= 64
+    per_type = Counter(p["mbti"] for p in bank.personas)
+    assert set(per_type) == set(MBTI_TYPES) and min(per_type.values()) >= 4
+
+
+def test_usernames_are_hashes_not_handles(bank):
+    assert all(re.fullmatch(r"[0-9a-f]{16}", p["anon_username"]) for p in bank.personas)
+
+
+def test_bank_has_at_least_5_situations_per_emotion(bank):
+    per_label = Counter(s["emotion"] for s in bank.situations)
+    assert set(per_label) == set(EMOTIONS) and min(per_label.values()) >= 5
+    assert len({s["situation"] for s in bank.situations}) == len(bank.situations)
+
+
+def test_person_string_has_the_kardiabench_fields(bank):
+    text = render_person(bank.personas[0])
+    for field in ("MBTI:", "About:", "Signature:", "Recent Activities:"):
+        assert field in text
+
+
+def test_sampling_is_seeded_distinct_and_balanced(bank):
+    a = sample_seeds(bank, 400, seed=1)
+    assert a == sample_seeds(bank, 400, seed=1)
+    assert a != sample_seeds(bank, 400, seed=2)
+    pairs = {(s.persona["anon_username"], s.situation["situation"]) for s in a}
+    assert len(pairs) == 400
+    per_label = Counter(s.emotion for s in a)
+    assert max(per_label.values()) - min(per_label.values()) <= 7  # situations cycle evenly
+    with pytest.raises(ValueError, match="pairs"):
+        sample_seeds(bank, len(bank.personas) * len(bank.situations) + 1, seed=0)
+
+
+# (file, line to append, field named in the error)
+BAD_SEEDS = [
+    ("personas.jsonl", {"anon_username": "x", "mbti": "XXXX", "about": "a", "signature": "s",
+                        "recent_activities": ["r"]}, "mbti"),
+    ("personas.jsonl", {"anon_username": "x", "mbti": "INFJ", "about": "", "signature": "s",
+                        "recent_activities": ["r"]}, "about"),
+    ("situations.jsonl", {"emotion": "bored", "situation": "s", "topic": "t", "details": ["d"]},
+     "emotion"),
+    ("situations.jsonl", {"emotion": "sad", "situation": "s", "topic": "t", "details": [""]},
+     "details"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("name,row,field", BAD_SEEDS)
+def test_bad_seed_entries_name_file_line_and_field(tmp_path, name, row, field):
+    shutil.copytree("data/seed", tmp_path / "seed")
+    path = tmp_path / "seed" / name
+    n_lines = sum(1 for line in path.open() if line.strip())
+    with path.open("a") as f:
+        f.write(json.dumps(row) + "\n")
+    with pytest.raises(KardiaDataError) as err:
+        load_seed_bank(tmp_path / "seed")
+    assert err.value.field == field and err.value.line == n_lines + 1
+    assert name in str(err.value)
+
+
+def test_missing_bank_folder(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        load_seed_bank(tmp_path / "nope")
