@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from kardia.data import VERDICTS, KardiaDataError, validate_record
-from kardia.emotions import EMOTIONS, normalize_emotion, valence
+from kardia.emotions import normalize_emotion, valence
+from kardia.rubric import _json_objects, _quote
 from kardia.seed import MBTI_TYPES, Seed
 from kardia.spans import SPAN_NAMES, parse_spans, render_spans
 
@@ -463,8 +464,6 @@ def _canonical_turn(text: str) -> str:
 
 def parse_verdict(text: str) -> Verdict:
     """R's reply: one JSON object with ``verdict`` (FAIL/PASS/SOLVED) and ``feedback``."""
-    from kardia.rubric import _json_objects
-
     for obj in _json_objects(text):
         if isinstance(obj, dict) and "verdict" in obj:
             label = str(obj["verdict"]).strip().upper()
@@ -472,12 +471,6 @@ def parse_verdict(text: str) -> Verdict:
                 raise ValueError(f"verdict {obj['verdict']!r} not in {VERDICTS}")
             return Verdict(label, str(obj.get("feedback", ""))[:500])
     raise ValueError("no JSON object with a 'verdict' key")
-
-
-def _quote(value: object) -> str:
-    from kardia.rubric import _quote as quote
-
-    return quote(value)
 
 
 class LLMBackend:
@@ -639,7 +632,6 @@ def rejudge_verdicts(records: Sequence[dict], judge, fail_below: float = 0.5) ->
 
 __all__ = [
     "BUILD_VERSION",
-    "EMOTIONS",
     "Backend",
     "BuildStats",
     "Dialogue",

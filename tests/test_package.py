@@ -11,14 +11,26 @@ from kardia.judges import OfflineJudge, make_judge
 from kardia.rewards import build_rewards
 
 ROOT = Path(__file__).resolve().parents[1]
-HEAVY = ("torch", "transformers", "trl", "unsloth", "vllm", "sentence_transformers", "datasets")
+HEAVY = (
+    "torch",
+    "transformers",
+    "trl",
+    "unsloth",
+    "vllm",
+    "sentence_transformers",
+    "datasets",
+    "pandas",
+    "matplotlib",
+    "papermill",
+)
 
 
 def test_importing_kardia_stays_light():
     code = (
         "import sys, kardia, kardia.spans, kardia.emotions, kardia.rubric, kardia.judges, "
         "kardia.rewards, kardia.client, kardia.encoder, kardia.offline_judge, kardia.testing, "
-        "kardia.data\n"
+        "kardia.data, kardia.seed, kardia.build, kardia.offline_builder, kardia.tables, "
+        "kardia.figures, kardia.paper, kardia.runner\n"
         f"print(','.join(m for m in {HEAVY!r} if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -44,3 +56,18 @@ def test_params_rewards_are_the_papers(params):
 
 def test_dvc_pipeline_file_is_valid_yaml():
     assert "stages" in yaml.safe_load((ROOT / "dvc.yaml").read_text())
+
+
+def test_params_build_backends_construct(params, tmp_path):
+    from kardia.build import LLMBackend, make_backend
+    from kardia.offline_builder import OfflineBackend
+    from kardia.seed import load_seed_bank
+
+    cfg = params["build_data"]
+    bank = load_seed_bank(ROOT / cfg["seed_dir"])
+    assert isinstance(make_backend("offline", bank=bank, offline=cfg["offline"]), OfflineBackend)
+    llm = {**cfg["llm"], "cache_path": str(tmp_path / "build.sqlite")}  # builds, sends nothing
+    backend = make_backend("llm", llm=llm, seed=params["seed"])
+    assert isinstance(backend, LLMBackend)
+    assert backend.evaluator.sampling["temperature"] == 0.0
+    assert backend.generator.sampling["temperature"] == cfg["llm"]["temperature"]
