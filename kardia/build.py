@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from kardia.data import VERDICTS, KardiaDataError, validate_record
+from kardia.data import VERDICTS, KardiaDataError, expand_turns, validate_record
 from kardia.emotions import normalize_emotion, valence
 from kardia.rubric import _json_objects, _quote
 from kardia.seed import MBTI_TYPES, Seed
@@ -286,6 +286,11 @@ _OUT_OF_CHARACTER = re.compile(
 )
 
 
+def mbti_types(text: str) -> set[str]:
+    """The MBTI types a text names ("INFJ", also in the plural "INFJs")."""
+    return set(_MBTI.findall(text))
+
+
 def structure_problem(record: dict) -> str | None:
     """Broken structure: anything ``validate_record`` rejects (roles, spans, labels, verdicts)."""
     try:
@@ -301,7 +306,7 @@ def identity_drift(record: dict) -> str | None:
     for i, m in enumerate(record["messages"][1:], start=1):
         if m["role"] == "user" and _OUT_OF_CHARACTER.search(m["content"]):
             return f"messages[{i}]: user turn out of character"
-        for mbti in _MBTI.findall(m["content"]):
+        for mbti in mbti_types(m["content"]):
             if mbti != record["mbti"]:
                 return f"messages[{i}]: names {mbti}, profile is {record['mbti']}"
     return None
@@ -337,17 +342,22 @@ FILTERS = {
 }
 
 
+def _spoken(record: dict) -> list[tuple[str, str]]:
+    """(role, text) of what is said aloud: user turns, and the response span of each reply."""
+    return [
+        (
+            m["role"],
+            m["content"] if m["role"] == "user" else parse_spans(m["content"]).response or "",
+        )
+        for m in record["messages"][1:]
+    ]
+
+
 def dedup_text(record: dict, max_words: int | None = None) -> str:
     """What near-duplicates are judged on: the user turns and the replies, in order, cut to the
     first ``max_words`` words (the opening carries a dialogue's content, and encoding cost grows
     with length: on 2 CPU cores, 64 words encode about 3x faster than 256)."""
-    parts = []
-    for m in record["messages"][1:]:
-        if m["role"] == "user":
-            parts.append(m["content"])
-        else:
-            parts.append(parse_spans(m["content"]).response or "")
-    words = " ".join(parts).split()
+    words = " ".join(text for _, text in _spoken(record)).split()
     return " ".join(words[:max_words] if max_words else words)
 
 
@@ -425,11 +435,8 @@ def diversity(records: Sequence[dict]) -> dict[str, float]:
     """Distinct-1/2 of the responses and of the user turns of a corpus."""
     users, responses = [], []
     for rec in records:
-        for m in rec["messages"][1:]:
-            if m["role"] == "user":
-                users.append(m["content"])
-            else:
-                responses.append(parse_spans(m["content"]).response or "")
+        for role, text in _spoken(rec):
+            (users if role == "user" else responses).append(text)
     return {
         "response_distinct_1": distinct_n(responses, 1),
         "response_distinct_2": distinct_n(responses, 2),
@@ -603,8 +610,7 @@ def rejudge_verdicts(records: Sequence[dict], judge, fail_below: float = 0.5) ->
     turn (the released dialogues ended where R said SOLVED). A failed judgement leaves that turn
     with an empty history. Only the final turns were released, so every history has one verdict.
     """
-    from kardia.data import expand_turns
-    from kardia.rewards import make_rubric_reward
+    from kardia.rewards import make_rubric_reward  # lazy: rewards pulls in the judges
 
     rows = expand_turns(records)
     scores = make_rubric_reward(judge)(
@@ -630,6 +636,18 @@ def rejudge_verdicts(records: Sequence[dict], judge, fail_below: float = 0.5) ->
     return out
 
 
+def fill_missing_verdicts(records: Sequence[dict], judge, fail_below: float) -> int:
+    """Re-judge (``rejudge_verdicts``) the records that carry no verdicts, in place; return how
+    many were re-judged. The judge's counters tell how many judgements failed."""
+    missing = [r for r in records if not r.get("verdicts")]
+    if missing:
+        for rec, verdicts in zip(
+            missing, rejudge_verdicts(missing, judge, fail_below), strict=True
+        ):
+            rec["verdicts"] = verdicts
+    return len(missing)
+
+
 __all__ = [
     "BUILD_VERSION",
     "Backend",
@@ -643,6 +661,7 @@ __all__ = [
     "diversity",
     "identity_drift",
     "emotion_jump",
+    "fill_missing_verdicts",
     "make_backend",
     "post_filter",
     "rejudge_verdicts",

@@ -33,19 +33,25 @@ def _save(fig, path: str | Path) -> Path:
     return path
 
 
+def _grouped_bars(ax, groups: Mapping[str, Counter], categories: Sequence, labels=None) -> None:
+    """Side-by-side bars: for each category, each group's share (%) of its own total."""
+    width = 0.8 / max(len(groups), 1)
+    for k, (split, c) in enumerate(groups.items()):
+        total = sum(c.values()) or 1
+        xs = [i + (k - (len(groups) - 1) / 2) * width for i in range(len(categories))]
+        ax.bar(xs, [100 * c[v] / total for v in categories], width,
+               label=labels[split] if labels else split, color=SPLIT_COLORS.get(split))  # fmt: skip
+    ax.set_xticks(range(len(categories)), [str(v) for v in categories])
+
+
 def turns_per_dialogue(splits: Mapping[str, Sequence[dict]], path: str | Path) -> Path:
     """Bar chart: share of dialogues with each number of assistant turns, per split."""
     plt = _plt()
     counts = {s: Counter(len(r["messages"]) // 2 for r in recs) for s, recs in splits.items()}
     lengths = sorted({n for c in counts.values() for n in c})
     fig, ax = plt.subplots(figsize=(6.4, 3.6))
-    width = 0.8 / max(len(counts), 1)
-    for k, (split, c) in enumerate(counts.items()):
-        total = sum(c.values()) or 1
-        xs = [n + (k - (len(counts) - 1) / 2) * width for n in lengths]
-        ax.bar(xs, [100 * c[n] / total for n in lengths], width, label=f"{split} (n={total})",
-               color=SPLIT_COLORS.get(split))  # fmt: skip
-    ax.set_xticks(lengths)
+    labels = {s: f"{s} (n={sum(c.values())})" for s, c in counts.items()}
+    _grouped_bars(ax, counts, lengths, labels)
     ax.set_xlabel("assistant turns per dialogue")
     ax.set_ylabel("% of dialogues")
     ax.set_title("Turns per dialogue")
@@ -76,28 +82,17 @@ def verdict_distribution(splits: Mapping[str, Sequence[dict]], path: str | Path)
     """Two panels: the evaluator's verdicts over all attempts, and attempts per turn."""
     plt = _plt()
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(8.8, 3.6))
-    present = [s for s in SPLITS if s in splits]
-    width = 0.8 / max(len(present), 1)
+    verdicts: dict[str, Counter] = {}
     attempts: dict[str, Counter] = {}
-    for k, split in enumerate(present):
+    for split in [s for s in SPLITS if s in splits]:
         histories = [h for r in splits[split] for h in r.get("verdicts") or []]
-        c = Counter(v for h in histories for v in h)
-        total = sum(c.values()) or 1
-        xs = [i + (k - (len(present) - 1) / 2) * width for i in range(len(VERDICTS))]
-        ax1.bar(xs, [100 * c[v] / total for v in VERDICTS], width, label=split,
-                color=SPLIT_COLORS.get(split))  # fmt: skip
+        verdicts[split] = Counter(v for h in histories for v in h)
         attempts[split] = Counter(len(h) for h in histories if h)
-    ax1.set_xticks(range(len(VERDICTS)), VERDICTS)
+    _grouped_bars(ax1, verdicts, VERDICTS)
     ax1.set_ylabel("% of verdicts")
     ax1.set_title("Evaluator verdicts (all attempts)")
     ax1.legend(frameon=False)
-    ns = sorted({n for c in attempts.values() for n in c})
-    for k, (split, c) in enumerate(attempts.items()):
-        total = sum(c.values()) or 1
-        xs = [n + (k - (len(attempts) - 1) / 2) * width for n in ns]
-        ax2.bar(xs, [100 * c[n] / total for n in ns], width, label=split,
-                color=SPLIT_COLORS.get(split))  # fmt: skip
-    ax2.set_xticks(ns)
+    _grouped_bars(ax2, attempts, sorted({n for c in attempts.values() for n in c}))
     ax2.set_xlabel("attempts per turn (1 = accepted at once)")
     ax2.set_ylabel("% of turns")
     ax2.set_title("Revisions per turn")

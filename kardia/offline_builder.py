@@ -24,7 +24,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from kardia.build import Dialogue, Draft, Verdict
+from kardia.build import Dialogue, Draft, Verdict, mbti_types
 from kardia.emotions import EMOTIONS, normalize_emotion, valence
 from kardia.offline_judge import DISMISSIVE
 from kardia.seed import MBTI_TYPES
@@ -124,7 +124,9 @@ class OfflineBackend:
         self.hard_share = hard_share
         self.flaw_rates = {"easy": tuple(flaw_rate_easy), "hard": tuple(flaw_rate_hard)}
         # default: skewed long, mean 7.7 exchanges (the paper averages 8.07 turns per dialogue)
-        self.exchanges = exchanges or {3: 4, 4: 6, 5: 8, 6: 10, 7: 14, 8: 18, 9: 18, 10: 22}
+        exchanges = exchanges or {3: 4, 4: 6, 5: 8, 6: 10, 7: 14, 8: 18, 9: 18, 10: 22}
+        # papermill passes parameters through JSON, which turns the int keys into strings
+        self.exchanges = {int(k): float(w) for k, w in exchanges.items()}
         self.max_response_words = max_response_words
         missing = [e for e in EMOTIONS if e not in language["feelings"]]
         if missing:
@@ -279,8 +281,7 @@ class OfflineBackend:
         failed = []
         if normalize_emotion(spans.emotion or "") != d.seed.emotion:
             failed.append("emotion_matches")
-        types = set(re.findall(r"\b[IE][NS][TF][JP]\b", spans.understanding or ""))
-        if types != {d.seed.persona["mbti"]}:
+        if mbti_types(spans.understanding or "") != {d.seed.persona["mbti"]}:
             failed.append("persona_grounded")
         response = spans.response or ""
         last_user = d.history("user")[-1]["content"]

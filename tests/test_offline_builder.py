@@ -110,3 +110,13 @@ RETELL = [
 @pytest.mark.parametrize("first,third", RETELL)
 def test_third_person(first, third):
     assert third_person(first).lower() == third.lower()
+
+
+def test_exchange_weights_with_string_keys_mean_the_same(bank):
+    # papermill hands dict parameters over as JSON, so {3: 1} arrives as {"3": 1}
+    as_ints = OfflineBackend(bank.language, exchanges={3: 1, 10: 2})
+    as_strings = OfflineBackend(bank.language, exchanges={"3": 1, "10": 2})
+    seeds = sample_seeds(bank, 20, seed=0)
+    a, _ = build_dialogues(seeds, as_ints, progress=False)
+    b, _ = build_dialogues(seeds, as_strings, progress=False)
+    assert a == b
