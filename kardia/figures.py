@@ -97,3 +97,81 @@ def verdict_distribution(splits: Mapping[str, Sequence[dict]], path: str | Path)
     ax2.set_ylabel("% of turns")
     ax2.set_title("Revisions per turn")
     return _save(fig, path)
+
+
+# --- training curves ----------------------------------------------------------------------------
+
+
+def _smooth(values, window: int):
+    import pandas as pd
+
+    return pd.Series(list(values), dtype=float).rolling(window, min_periods=1).mean()
+
+
+def sft_curve(log, path: str | Path, window: int = 10) -> Path:
+    """SFT training loss per step (raw and a rolling mean) and the learning rate."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    ax.plot(log["step"], log["loss"], color="#4C72B0", alpha=0.3, lw=1, label="loss")
+    ax.plot(log["step"], _smooth(log["loss"], window), color="#4C72B0", lw=2,
+            label=f"loss ({window}-step mean)")  # fmt: skip
+    ax.set_xlabel("step")
+    ax.set_ylabel("cross-entropy (assistant tokens)")
+    ax.set_title("SFT on easy turns")
+    if "learning_rate" in log:
+        lr = ax.twinx()
+        lr.plot(log["step"], log["learning_rate"], color="#999999", ls="--", lw=1)
+        lr.set_ylabel("learning rate", color="#777777")
+    ax.legend(loc="upper right")
+    return _save(fig, path)
+
+
+REWARD_COLORS = {"format": "#4C72B0", "emotion": "#DD8452", "rubric": "#55A868", "total": "#222222"}
+
+
+def grpo_curves(log, dev, path: str | Path, window: int = 5) -> Path:
+    """Rubric-ERL per step: each reward's mean and the weighted total, clipped completions and
+    length, judge cost, and the dev reward of every checkpoint (the kept one starred)."""
+    plt = _plt()
+    fig, axes = plt.subplots(2, 2, figsize=(11, 7))
+    ax = axes[0, 0]
+    for col in [c for c in log.columns if c.startswith("rewards/") and c.endswith("/mean")]:
+        name = col.split("/")[1].removesuffix("_reward")
+        ax.plot(log["step"], _smooth(log[col], window), label=name,
+                color=REWARD_COLORS.get(name))  # fmt: skip
+    ax.plot(log["step"], _smooth(log["reward"], window), label="total (weighted)",
+            color=REWARD_COLORS["total"], lw=2)  # fmt: skip
+    ax.set(title=f"train rewards ({window}-step mean)", xlabel="step", ylabel="reward")
+    ax.legend(fontsize=8)
+
+    ax = axes[0, 1]
+    if "completions/clipped_ratio" in log:
+        ax.plot(log["step"], log["completions/clipped_ratio"], color="#C44E52", label="clipped")
+    ax.set(title="completions", xlabel="step", ylabel="clipped ratio")
+    if "completions/mean_length" in log:
+        ln = ax.twinx()
+        ln.plot(log["step"], log["completions/mean_length"], color="#8172B2", alpha=0.7)
+        ln.set_ylabel("mean length (tokens)", color="#8172B2")
+
+    ax = axes[1, 0]
+    if "judge/latency_s" in log:
+        ax.plot(log["step"], log["judge/latency_s"], color="#937860", label="latency (s)")
+    if "judge/failures" in log:
+        ax.bar(log["step"], log["judge/failures"], color="#C44E52", alpha=0.6, label="failures")
+    if "judge/cache_hits" in log:
+        ax.plot(log["step"], log["judge/cache_hits"], color="#64B5CD", label="cache hits")
+    ax.set(title="judge per step", xlabel="step")
+    ax.legend(fontsize=8)
+
+    ax = axes[1, 1]
+    cols = [c for c in dev.columns if c not in ("step", "checkpoint", "kept")]
+    for col in cols:
+        ax.plot(dev["step"], dev[col], marker="o", label=col,
+                color=REWARD_COLORS.get(col), lw=2 if col == "total" else 1)  # fmt: skip
+    if "kept" in dev and dev["kept"].any():
+        best = dev[dev["kept"]].iloc[0]
+        ax.scatter([best["step"]], [best["total"]], marker="*", s=250, color="gold",
+                   edgecolor="black", zorder=5, label="kept")  # fmt: skip
+    ax.set(title="dev reward per checkpoint (greedy; step 0 = SFT)", xlabel="step")
+    ax.legend(fontsize=8)
+    return _save(fig, path)

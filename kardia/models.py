@@ -1,14 +1,19 @@
-"""Model factory: the embedded-default tiny policy, and which training backend a machine gets.
+"""Model factory: the policy a stage trains, and which backend a machine gets.
 
-The tiny policy (SPEC §5) needs no download: a byte-level BPE tokenizer trained on the train
-split, the span markers as *ordinary* added tokens (GRPO decodes with
-``skip_special_tokens=True``, which would erase special ones), a ChatML-style chat template, and
-a randomly initialised small Qwen2-style decoder. Heavy libraries are imported inside functions.
+``policy.backbone: tiny`` (the embedded default, SPEC §5) needs no download: a byte-level BPE
+tokenizer trained on the train split, the span markers as *ordinary* added tokens (GRPO decodes
+with ``skip_special_tokens=True``, which would erase special ones), a ChatML-style chat template,
+and a randomly initialised small Qwen2-style decoder sized by ``policy.tiny``. Any other value is
+a local path or hub id of a real backbone: loaded through Unsloth (LoRA/QLoRA) when CUDA is
+present, through transformers (+ PEFT LoRA, or full fine-tuning) otherwise. A real backbone's
+tokenizer keeps the span markers as plain multi-token text: no embedding resize, so LoRA needs no
+trainable embeddings, and the decoded text is identical. Heavy libraries are imported lazily.
 """
 
 from __future__ import annotations
 
 import importlib
+import json
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -92,6 +97,12 @@ def tiny_model(
     return Qwen2ForCausalLM(config)
 
 
+def backend_report() -> dict[str, str]:
+    """Which training and rollout backends this machine gets, and why (for the stage logs)."""
+    backend, why = _backend_with_reason()
+    return {"training": backend, "training_reason": why, "rollout": rollout_backend()}
+
+
 def training_backend() -> str:
     """``unsloth`` when CUDA is present and Unsloth imports, else ``transformers``.
 
@@ -127,3 +138,156 @@ def rollout_backend() -> str:
     except Exception:  # vLLM's CPU wheel imports but cannot build an engine: CUDA decides
         return "hf"
     return "vllm"
+
+
+# --- the factory ------------------------------------------------------------------------------
+
+FINETUNE = ("full", "lora", "qlora")
+POLICY_FILE = "kardia_policy.json"  # written next to every saved policy: how to reload it
+
+
+def _check_policy(policy: dict) -> None:
+    if not policy.get("backbone"):
+        raise ValueError("policy.backbone is empty: use 'tiny' or a local path / hub id")
+    if policy.get("finetune", "full") not in FINETUNE:
+        raise ValueError(f"policy.finetune must be one of {FINETUNE}, got {policy['finetune']!r}")
+
+
+def create_policy(
+    policy: dict, *, corpus: Iterable[str] | None = None, seed: int = 0, backend: str | None = None
+):
+    """The SFT starting point named by ``policy`` (params.yaml's ``policy`` section).
+
+    ``tiny`` trains a tokenizer on ``corpus`` (the train split's texts) and builds a fresh decoder;
+    anything else is loaded from a local path or the hub. Returns ``(model, tokenizer)`` with
+    LoRA/QLoRA applied when ``policy.finetune`` asks for it.
+    """
+    _check_policy(policy)
+    backend = backend or training_backend()
+    if policy["backbone"] == "tiny":
+        if corpus is None:
+            raise ValueError("the tiny policy needs a corpus to train its tokenizer on")
+        sizes = dict(policy.get("tiny") or {})
+        tokenizer = train_tokenizer(corpus, vocab_size=sizes.pop("vocab_size", 4096))
+        model = tiny_model(tokenizer, seed=seed, **sizes)
+        return _adapt(model, policy, seed, backend="transformers"), tokenizer
+    return _load_backbone(policy["backbone"], policy, seed=seed, backend=backend)
+
+
+def load_policy(path: str | Path, policy: dict, *, seed: int = 0, backend: str | None = None,
+                trainable: bool = True, fast_inference: bool = False):  # fmt: skip
+    """Reload a policy saved by ``save_policy`` (the SFT model GRPO starts from, or a checkpoint
+    to evaluate). With ``trainable`` the ``policy.finetune`` adapters are applied afresh."""
+    path = Path(path)
+    info = read_policy_info(path)
+    backend = backend or training_backend()
+    if info.get("tokenizer") == "tiny":
+        from transformers import AutoModelForCausalLM
+
+        model = AutoModelForCausalLM.from_pretrained(str(path))
+        tokenizer = load_tokenizer(path)
+        if trainable:
+            model = _adapt(model, policy, seed, backend="transformers")
+        return model, tokenizer
+    return _load_backbone(
+        str(path), policy, seed=seed, backend=backend, trainable=trainable,
+        fast_inference=fast_inference,
+    )  # fmt: skip
+
+
+def read_policy_info(path: str | Path) -> dict:
+    """What ``save_policy`` recorded about a saved policy (backbone, tokenizer kind, run id)."""
+    f = Path(path) / POLICY_FILE
+    if not f.exists():
+        raise FileNotFoundError(
+            f"{path} is not a saved Kardia policy (no {POLICY_FILE}); run the stage that makes it"
+        )
+    return json.loads(f.read_text())
+
+
+def save_policy(model, tokenizer, path: str | Path, info: dict) -> Path:
+    """Save a full (adapter-merged) policy and its tokenizer, plus ``info`` as
+    ``kardia_policy.json``; vLLM and ``load_policy`` can both read the folder."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    if hasattr(model, "save_pretrained_merged"):  # Unsloth: merges LoRA into 16-bit weights
+        model.save_pretrained_merged(str(path), tokenizer, save_method="merged_16bit")
+    else:
+        if hasattr(model, "merge_and_unload"):  # PEFT
+            model = model.merge_and_unload()
+        model.save_pretrained(str(path))
+        tokenizer.save_pretrained(str(path))
+    (path / POLICY_FILE).write_text(json.dumps(info, indent=1, sort_keys=True) + "\n")
+    return path
+
+
+def count_parameters(model) -> dict[str, int]:
+    total = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return {"parameters": total, "trainable": trainable}
+
+
+def _lora_settings(policy: dict) -> dict:
+    lora = {"r": 16, "alpha": 32, "dropout": 0.0, "target_modules": "all-linear"}
+    lora.update(policy.get("lora") or {})
+    return lora
+
+
+def _adapt(model, policy: dict, seed: int, backend: str):
+    """Apply PEFT LoRA when ``policy.finetune`` is lora/qlora (plain transformers path)."""
+    finetune = policy.get("finetune", "full")
+    if finetune == "full":
+        return model
+    if backend != "transformers":
+        raise AssertionError("Unsloth adapters are applied in _load_backbone")
+    from peft import LoraConfig, get_peft_model
+
+    lora = _lora_settings(policy)
+    config = LoraConfig(
+        r=lora["r"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"],
+        target_modules=lora["target_modules"], task_type="CAUSAL_LM",
+    )  # fmt: skip
+    return get_peft_model(model, config)
+
+
+def _load_backbone(name: str, policy: dict, *, seed: int, backend: str, trainable: bool = True,
+                   fast_inference: bool = False):  # fmt: skip
+    finetune = policy.get("finetune", "full")
+    max_len = int(policy.get("max_seq_length", 2048))
+    if backend == "unsloth":
+        from unsloth import FastLanguageModel  # must precede trl/transformers (it patches them)
+
+        lora = _lora_settings(policy)
+        model, tokenizer = FastLanguageModel.from_pretrained(
+            model_name=name,
+            max_seq_length=max_len,
+            load_in_4bit=finetune == "qlora",
+            full_finetuning=finetune == "full",
+            fast_inference=fast_inference,  # Unsloth's vLLM engine for GRPO rollouts
+            max_lora_rank=lora["r"],
+            gpu_memory_utilization=float(policy.get("gpu_memory_utilization", 0.6)),
+        )
+        if trainable and finetune != "full":
+            target = lora["target_modules"]
+            if target == "all-linear":
+                target = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
+                          "down_proj"]  # fmt: skip
+            model = FastLanguageModel.get_peft_model(
+                model, r=lora["r"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"],
+                target_modules=target, use_gradient_checkpointing="unsloth", random_state=seed,
+            )  # fmt: skip
+    else:
+        if finetune == "qlora":
+            raise ValueError(
+                "policy.finetune 'qlora' needs CUDA and Unsloth (4-bit weights); "
+                "use 'lora' or 'full' on this machine"
+            )
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(name)
+        model = AutoModelForCausalLM.from_pretrained(name, dtype="auto")
+        if trainable:
+            model = _adapt(model, policy, seed, backend="transformers")
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model, tokenizer

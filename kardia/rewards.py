@@ -82,7 +82,9 @@ def make_rubric_reward(judge: Judge) -> Callable[..., list[float | None]]:
     Reads the optional columns ``person``, ``situation`` and ``emotion``. A completion whose spans
     are not complete scores 0.0 and is never sent to the judge; the judge sees the reply (the
     response span) with the persona, situation and dialogue history; a failed judgement gives
-    None. The returned function exposes the judge as ``.judge`` for its counters.
+    None. The returned function exposes the judge as ``.judge`` for its counters; under TRL
+    (``log_metric`` in kwargs) it also logs per step the judge's items, failures, cache hits,
+    mean latency, and the mean rubric score of the replies it judged.
     """
 
     def rubric_reward(completions: Sequence, prompts: Sequence | None = None, **kwargs):
@@ -108,12 +110,41 @@ def make_rubric_reward(judge: Judge) -> Callable[..., list[float | None]]:
                 )
             )
         if requests:
+            before = _judge_counters(judge)
             for i, j in zip(index, judge.score(requests), strict=True):
                 out[i] = None if j is None else rubric_score(j)
+            log_metric = kwargs.get("log_metric")
+            if callable(log_metric) and before is not None:  # TRL logs these per step
+                for name, value in _judge_deltas(judge, before).items():
+                    log_metric(f"judge/{name}", value)
+                # the rubric among complete replies: "rubric rose" must not only mean
+                # "more replies were complete" (incomplete ones score 0 above)
+                judged = [out[i] for i in index if out[i] is not None]
+                if judged:
+                    log_metric("judge/score_mean", sum(judged) / len(judged))
         return out
 
     rubric_reward.judge = judge
     return rubric_reward
+
+
+def _judge_counters(judge: Judge) -> tuple[int, int, int, int] | None:
+    stats = getattr(judge, "stats", None)
+    if stats is None:
+        return None
+    return stats.items, stats.failures, stats.cache_hits, len(stats.latencies_s)
+
+
+def _judge_deltas(judge: Judge, before: tuple) -> dict[str, float]:
+    """What one reward call cost the judge: items, failures, cache hits, mean latency (s)."""
+    stats = judge.stats
+    latencies = list(stats.latencies_s)[before[3] :]
+    return {
+        "items": stats.items - before[0],
+        "failures": stats.failures - before[1],
+        "cache_hits": stats.cache_hits - before[2],
+        "latency_s": sum(latencies) / len(latencies) if latencies else 0.0,
+    }
 
 
 # name -> reward function, or a factory that takes the judge (only "rubric" needs one).

@@ -1,0 +1,602 @@
+"""SFT and Rubric-ERL (GRPO) with TRL: datasets, configs, checkpoints, the best-on-dev rule.
+
+The stages call ``run_sft`` / ``run_grpo`` with one JSON-able config (their params.yaml sections
+plus ``seed``, ``policy`` and ``judge``). ``launch`` runs the same function in this process, or,
+when ``launch.num_processes`` > 1, under ``accelerate launch`` (DeepSpeed ZeRO configs in
+``configs/accelerate/``) as ``python -m kardia.training <stage> <config.json>``.
+
+Checkpoints of a GRPO run live outside DVC's outputs (``grpo.checkpoint_dir``) with a fingerprint
+of the config and of the SFT model they start from: re-running an interrupted stage resumes from
+the last checkpoint; a changed config or SFT model starts afresh. After training, every checkpoint
+is scored on dev prompts by the same weighted reward and the best one becomes ``models/grpo``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterable, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from kardia.generation import fold_system
+
+SFT_DIR, GRPO_DIR = "models/sft", "models/grpo"
+FINGERPRINT_FILE = "kardia_fingerprint.json"
+DEV_EVAL_FILE = "kardia_dev_eval.json"
+DEFAULT_VLLM_URL = "http://127.0.0.1:8001"  # trl vllm-serve in server mode (8000 is the judge's)
+
+
+# --- prompts and datasets ---------------------------------------------------------------------
+
+
+def trim_history(messages: Sequence[dict], history_exchanges: int | None) -> list[dict]:
+    """Keep the system message, the last user turn and at most ``history_exchanges`` earlier
+    user/assistant exchanges before it (``None``: the whole dialogue)."""
+    messages = list(messages)
+    if history_exchanges is None:
+        return messages
+    if history_exchanges < 0:
+        raise ValueError(f"history_exchanges must be >= 0 or null, got {history_exchanges}")
+    head = messages[:1] if messages and messages[0].get("role") == "system" else []
+    body = messages[len(head) :]
+    return head + body[-(2 * history_exchanges + 1) :]
+
+
+def prompt_rows(
+    turns: Iterable[dict],
+    *,
+    difficulty: str | None = None,
+    history_exchanges: int | None = None,
+    system_role: bool = True,
+    limit: int | None = None,
+) -> list[dict]:
+    """Turn rows (``data/built/turns/<split>.jsonl``) shaped for training: the prompt trimmed to
+    the history budget (and the system message folded into the first user turn for templates
+    without a system role), the gold completion, and the columns the rewards read."""
+    rows = []
+    for t in turns:
+        if difficulty is not None and t.get("difficulty") != difficulty:
+            continue
+        prompt = trim_history(t["prompt"], history_exchanges)
+        rows.append(
+            {
+                "prompt": prompt if system_role else fold_system(prompt),
+                "completion": t["completion"],
+                "emotion": t["emotion"],
+                "person": t["person"],
+                "situation": t["situation"],
+            }
+        )
+        if limit is not None and len(rows) >= limit:
+            break
+    return rows
+
+
+def spread(rows: Sequence[dict], n: int | None, seed: int) -> list[dict]:
+    """A seeded sample of ``n`` rows (all when ``n`` is None or covers them), in input order."""
+    import random
+
+    if n is None or n >= len(rows):
+        return list(rows)
+    keep = sorted(random.Random(seed).sample(range(len(rows)), n))
+    return [rows[i] for i in keep]
+
+
+# --- configs ----------------------------------------------------------------------------------
+
+
+def _device_args(backend: str) -> dict:
+    """CPU needs ``use_cpu=True, bf16=False`` (TRL's defaults raise without a GPU)."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return {"use_cpu": True, "bf16": False}
+    return {"bf16": torch.cuda.is_bf16_supported()}
+
+
+def _common_args(section: dict, out_dir: str, seed: int) -> dict:
+    return {
+        "output_dir": out_dir,
+        "num_train_epochs": float(section.get("epochs", 1)),
+        "max_steps": int(section.get("max_steps") or -1),
+        "learning_rate": float(section["learning_rate"]),
+        "per_device_train_batch_size": int(section["batch_size"]),
+        "gradient_accumulation_steps": int(section.get("gradient_accumulation_steps", 1)),
+        "lr_scheduler_type": section.get("lr_scheduler", "linear"),
+        "warmup_steps": int(section.get("warmup_steps", 0)),
+        "weight_decay": float(section.get("weight_decay", 0.0)),
+        "gradient_checkpointing": bool(section.get("gradient_checkpointing", False)),
+        "logging_steps": 1,
+        "report_to": "none",
+        "seed": seed,
+        "data_seed": seed,
+        "dataloader_num_workers": 0,
+    }
+
+
+def sft_args(cfg: dict, out_dir: str, backend: str):
+    from trl import SFTConfig
+
+    sft = cfg["sft"]
+    return SFTConfig(
+        **_common_args(sft, out_dir, cfg["seed"]),
+        **_device_args(backend),
+        max_length=int(cfg["policy"].get("max_seq_length", 1024)),
+        completion_only_loss=True,  # loss on the assistant turn only (SPEC §2.2 default)
+        save_strategy="no",  # SFT is short; the stage saves the final model
+        # batches of similar length pad less (the prompts' profiles vary in length)
+        train_sampling_strategy=sft.get("sampling", "group_by_length"),
+        packing=False,
+    )
+
+
+def grpo_args(cfg: dict, out_dir: str, backend: str, rollout: str, weights: Sequence[float]):
+    from trl import GRPOConfig
+
+    grpo = cfg["grpo"]
+    batch, k = int(grpo["batch_size"]), int(grpo["num_generations"])
+    if batch % k:
+        raise ValueError(
+            f"grpo.batch_size ({batch}) counts completions and must be a multiple of "
+            f"grpo.num_generations ({k})"
+        )
+    extra = {}
+    if rollout == "vllm":
+        extra = {
+            "use_vllm": True,
+            "vllm_mode": grpo.get("vllm_mode", "colocate"),
+            "vllm_gpu_memory_utilization": float(grpo.get("vllm_gpu_memory_utilization", 0.3)),
+        }
+        if extra["vllm_mode"] == "server":
+            extra["vllm_server_base_url"] = grpo.get("vllm_server_base_url") or DEFAULT_VLLM_URL
+    return GRPOConfig(
+        **_common_args(grpo, out_dir, cfg["seed"]),
+        **_device_args(backend),
+        **extra,
+        num_generations=k,
+        max_completion_length=int(grpo["max_completion_length"]),
+        temperature=float(grpo.get("temperature", 1.0)),
+        beta=float(grpo.get("beta", 0.0)),
+        loss_type=grpo.get("loss_type", "dapo"),
+        reward_weights=list(weights),
+        save_strategy="steps",
+        save_steps=int(grpo["save_steps"]),
+        save_total_limit=None,  # every checkpoint is a candidate for the best-on-dev rule
+        log_completions=False,
+    )
+
+
+# --- fingerprints and checkpoints ---------------------------------------------------------------
+
+
+def fingerprint(obj: object) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def checkpoints(run_dir: str | Path) -> list[Path]:
+    """``checkpoint-<step>`` folders of a run, by step."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        return []
+    found = [p for p in run_dir.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()]
+    return sorted(found, key=lambda p: int(p.name.split("-")[-1]))
+
+
+def prepare_run_dir(run_dir: str | Path, key: str) -> Path | None:
+    """Return the last checkpoint of a run made with the same ``key``, or None.
+
+    A run dir written with another key (changed params, another SFT model) is emptied first:
+    resuming it would silently mix two experiments.
+    """
+    run_dir = Path(run_dir)
+    marker = run_dir / FINGERPRINT_FILE
+    if run_dir.exists():
+        old = json.loads(marker.read_text()).get("key") if marker.exists() else None
+        if old != key:
+            print(f"checkpoints in {run_dir} belong to another config ({old}); starting afresh")
+            shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    marker.write_text(json.dumps({"key": key}) + "\n")
+    found = [c for c in checkpoints(run_dir) if (c / "trainer_state.json").exists()]
+    return found[-1] if found else None
+
+
+def log_history(run_dir_or_trainer) -> list[dict]:
+    """The trainer's per-step log (restored from the checkpoint on resume)."""
+    state = getattr(run_dir_or_trainer, "state", None)
+    if state is not None:
+        return list(state.log_history)
+    last = checkpoints(run_dir_or_trainer)
+    if not last:
+        return []
+    return json.loads((last[-1] / "trainer_state.json").read_text())["log_history"]
+
+
+def write_log(history: Sequence[dict], path: str | Path) -> Path:
+    """Per-step training log as CSV: one row per optimiser step, one column per metric."""
+    import pandas as pd
+
+    rows = [h for h in history if "step" in h and "train_runtime" not in h]
+    df = pd.DataFrame(rows)
+    if not df.empty:
+        df = df.groupby("step", as_index=False).last()  # a resumed run may log a step twice
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    df.to_csv(tmp, index=False)
+    os.replace(tmp, path)
+    return path
+
+
+# --- SFT ----------------------------------------------------------------------------------------
+
+
+def _read_turns(data_dir: str, split: str) -> list[dict]:
+    from kardia.data import read_splits
+
+    return read_splits(data_dir, "turns")[split]
+
+
+def run_sft(cfg: dict, callbacks: Sequence = ()) -> dict:
+    """Train the SFT policy on the easy train turns and save it to ``cfg['out_dir']``."""
+    import torch
+    from datasets import Dataset
+    from trl import SFTTrainer
+
+    from kardia.data import read_splits
+    from kardia.generation import supports_system_role
+    from kardia.models import count_parameters, create_policy, save_policy, training_backend
+
+    seed, policy, sft = cfg["seed"], cfg["policy"], cfg["sft"]
+    backend = training_backend()
+    torch.manual_seed(seed)
+    dialogues = read_splits(cfg["data_dir"], "dialogues")["train"]
+    from kardia.models import dialogue_texts
+
+    model, tokenizer = create_policy(
+        policy, corpus=dialogue_texts(dialogues), seed=seed, backend=backend
+    )
+    rows = prompt_rows(
+        _read_turns(cfg["data_dir"], "train"),
+        difficulty="easy",
+        history_exchanges=policy.get("history_exchanges"),
+        system_role=supports_system_role(tokenizer),
+    )
+    if not rows:
+        raise ValueError(f"no easy train turns in {cfg['data_dir']}: run build_data first")
+    if sft.get("max_steps"):  # tokenise only the turns the steps will see (a seeded sample)
+        rows = spread(rows, int(sft["max_steps"]) * int(sft["batch_size"])
+                      * int(sft.get("gradient_accumulation_steps", 1)), seed)  # fmt: skip
+    dataset = Dataset.from_list([{"prompt": r["prompt"], "completion": r["completion"]}
+                                 for r in rows])  # fmt: skip
+    work_dir = Path(cfg.get("work_dir", ".cache/sft_run"))
+    trainer = SFTTrainer(
+        model=model,
+        args=sft_args(cfg, str(work_dir), backend),
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        callbacks=list(callbacks),
+    )
+    start = time.perf_counter()
+    result = trainer.train()
+    seconds = time.perf_counter() - start
+    info = {
+        "stage": "sft",
+        "run_id": uuid.uuid4().hex,
+        "backbone": policy["backbone"],
+        "tokenizer": "tiny" if policy["backbone"] == "tiny" else "auto",
+        "finetune": policy.get("finetune", "full"),
+        "backend": backend,
+    }
+    if trainer.accelerator.is_main_process:
+        save_policy(trainer.model, tokenizer, cfg["out_dir"], info)
+    return {
+        **info,
+        "train_turns": len(rows),
+        "steps": result.global_step,
+        "train_loss": result.training_loss,
+        "seconds": round(seconds, 2),
+        "seconds_per_step": round(seconds / max(result.global_step, 1), 4),
+        **count_parameters(trainer.model),
+        "log_history": log_history(trainer),
+    }
+
+
+# --- GRPO ---------------------------------------------------------------------------------------
+
+
+def grpo_run_key(cfg: dict) -> str:
+    """What a GRPO checkpoint depends on: the config and the SFT model's run id."""
+    from kardia.models import read_policy_info
+
+    keep = {k: v for k, v in cfg.items() if k not in ("resume",)}
+    return fingerprint({"cfg": keep, "sft": read_policy_info(cfg["sft_dir"]).get("run_id")})
+
+
+def run_grpo(cfg: dict, callbacks: Sequence = ()) -> dict:
+    """Rubric-ERL on the hard train turns, from the SFT model, checkpointing to
+    ``cfg['grpo']['checkpoint_dir']`` and resuming from its last checkpoint when allowed."""
+    import torch
+    from datasets import Dataset
+    from trl import GRPOTrainer
+
+    from kardia.generation import supports_system_role
+    from kardia.judges import check_failure_rate, make_judge
+    from kardia.models import load_policy, rollout_backend, training_backend
+    from kardia.rewards import build_rewards
+
+    seed, policy, grpo = cfg["seed"], cfg["policy"], cfg["grpo"]
+    backend, rollout = training_backend(), rollout_backend()
+    torch.manual_seed(seed)
+    run_dir = Path(grpo["checkpoint_dir"])
+    last = prepare_run_dir(run_dir, grpo_run_key(cfg))
+    if last is not None and not grpo.get("resume", True):
+        shutil.rmtree(run_dir)
+        last = prepare_run_dir(run_dir, grpo_run_key(cfg))
+    judge = make_judge(cfg["judge"])
+    funcs, weights = build_rewards(grpo["rewards"], judge)
+    model, tokenizer = load_policy(
+        cfg["sft_dir"], policy, seed=seed, backend=backend, fast_inference=rollout == "vllm"
+    )
+    rows = prompt_rows(
+        _read_turns(cfg["data_dir"], "train"),
+        difficulty="hard",
+        history_exchanges=policy.get("history_exchanges"),
+        system_role=supports_system_role(tokenizer),
+    )
+    if not rows:
+        raise ValueError(f"no hard train turns in {cfg['data_dir']}: run build_data first")
+    dataset = Dataset.from_list([{k: r[k] for k in ("prompt", "emotion", "person", "situation")}
+                                 for r in rows])  # fmt: skip
+    trainer = GRPOTrainer(
+        model=model,
+        reward_funcs=funcs,
+        args=grpo_args(cfg, str(run_dir), backend, rollout, weights),
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        callbacks=list(callbacks),
+    )
+    if last is not None:
+        print(f"resuming from {last}")
+    start = time.perf_counter()
+    result = trainer.train(resume_from_checkpoint=str(last) if last else None)
+    seconds = time.perf_counter() - start
+    # transformers saves the last step too (save_strategy "steps"), so it is a candidate.
+    stats = judge.stats.as_dict() if hasattr(judge, "stats") else {}
+    check_failure_rate(stats, float(cfg["judge"].get("max_failure_rate", 0.05)), "GRPO judge")
+    return {
+        "stage": "grpo",
+        "backend": backend,
+        "rollout": rollout,
+        "judge": repr(judge),
+        "resumed_from": str(last) if last else None,
+        "train_turns": len(rows),
+        "steps": result.global_step,
+        "seconds": round(seconds, 2),
+        "seconds_per_step": round(seconds / max(result.global_step - _step(last), 1), 4),
+        "judge_stats": stats,
+        "log_history": log_history(trainer),
+    }
+
+
+def _step(checkpoint: Path | None) -> int:
+    return int(checkpoint.name.split("-")[-1]) if checkpoint else 0
+
+
+# --- choosing the best checkpoint on dev --------------------------------------------------------
+
+
+def reward_table(completions: Sequence[str], rows: Sequence[dict], funcs, weights) -> dict:
+    """Mean of each reward and of the weighted total over ``completions`` (TRL's rule: a None
+    reward is left out of the sum)."""
+    columns = {k: [r[k] for r in rows] for k in ("emotion", "person", "situation")}
+    prompts = [r["prompt"] for r in rows]
+    per_func = [f(completions=list(completions), prompts=prompts, **columns) for f in funcs]
+    total = [
+        sum(w * v[i] for w, v in zip(weights, per_func, strict=True) if v[i] is not None)
+        for i in range(len(completions))
+    ]
+    out = {}
+    for f, values in zip(funcs, per_func, strict=True):
+        ok = [v for v in values if v is not None]
+        out[f.__name__.removesuffix("_reward")] = sum(ok) / len(ok) if ok else float("nan")
+    out["total"] = sum(total) / len(total) if total else float("nan")
+    return out
+
+
+def load_checkpoint(checkpoint: str | Path, sft_dir: str | Path, policy: dict):
+    """A checkpoint as a policy for generation: full weights, or LoRA adapters on the SFT model."""
+    from kardia.models import load_policy, load_tokenizer, read_policy_info
+
+    checkpoint = Path(checkpoint)
+    if (checkpoint / "adapter_config.json").exists():
+        from peft import PeftModel
+
+        base, tokenizer = load_policy(sft_dir, policy, trainable=False)
+        return PeftModel.from_pretrained(base, str(checkpoint)), tokenizer
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(str(checkpoint))
+    tiny = read_policy_info(sft_dir).get("tokenizer") == "tiny"
+    tokenizer = load_tokenizer(sft_dir) if tiny else AutoTokenizer.from_pretrained(str(sft_dir))
+    return model, tokenizer
+
+
+def dev_rewards(model, tokenizer, rows: Sequence[dict], funcs, weights, gen: dict) -> dict:
+    from kardia.generation import hf_generate
+
+    texts = hf_generate(model, tokenizer, [r["prompt"] for r in rows], **gen)
+    return reward_table(texts, rows, funcs, weights)
+
+
+def score_checkpoints(cfg: dict, rows: Sequence[dict], funcs, weights, gen: dict) -> list[dict]:
+    """Dev rewards of the SFT model (step 0) and of every checkpoint, each cached in its folder
+    (``kardia_dev_eval.json``) so a resumed stage does not score a checkpoint twice."""
+    from tqdm.auto import tqdm
+
+    from kardia.models import load_policy
+
+    run_dir = Path(cfg["grpo"]["checkpoint_dir"])
+    # the cached scores hold only for the same dev prompts, rewards and decoding settings
+    key = fingerprint([[r["prompt"] for r in rows], [f.__name__ for f in funcs], weights, gen])
+    out = []
+    candidates = [(0, Path(cfg["sft_dir"]))] + [(_step(c), c) for c in checkpoints(run_dir)]
+    for step, path in tqdm(candidates, desc="dev reward per checkpoint"):
+        cache = (run_dir if step == 0 else path) / (
+            DEV_EVAL_FILE if step else f"sft_{DEV_EVAL_FILE}"
+        )
+        if cache.exists():
+            cached = json.loads(cache.read_text())
+            if cached.pop("key", None) == key:
+                out.append(cached)
+                continue
+        if step == 0:
+            model, tokenizer = load_policy(path, cfg["policy"], trainable=False)
+        else:
+            model, tokenizer = load_checkpoint(path, cfg["sft_dir"], cfg["policy"])
+        scores = {"step": step, "checkpoint": str(path),
+                  **dev_rewards(model, tokenizer, rows, funcs, weights, gen)}  # fmt: skip
+        cache.write_text(json.dumps({**scores, "key": key}) + "\n")
+        out.append(scores)
+    return out
+
+
+def best_checkpoint(scored: Sequence[dict]) -> dict:
+    """The RL checkpoint (step > 0) with the highest dev total reward; ties go to the earlier."""
+    rl = [s for s in scored if s["step"] > 0]
+    if not rl:
+        raise ValueError("no GRPO checkpoint to choose from")
+    return max(rl, key=lambda s: (s["total"], -s["step"]))
+
+
+def export_best(best: dict, cfg: dict, out_dir: str | Path) -> Path:
+    from kardia.models import read_policy_info, save_policy
+
+    model, tokenizer = load_checkpoint(best["checkpoint"], cfg["sft_dir"], cfg["policy"])
+    info = {**read_policy_info(cfg["sft_dir"]), "stage": "grpo", "run_id": uuid.uuid4().hex,
+            "from_checkpoint": Path(best["checkpoint"]).name, "dev_total": best["total"]}  # fmt: skip
+    out_dir = Path(out_dir)
+    tmp = out_dir.with_name(out_dir.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    save_policy(model, tokenizer, tmp, info)
+    shutil.rmtree(out_dir, ignore_errors=True)
+    os.replace(tmp, out_dir)
+    return out_dir
+
+
+def reward_trend(log, share: float = 0.25) -> dict[str, dict[str, float]]:
+    """Mean of each logged reward over the first and the last ``share`` of the steps: the
+    "did the total rise, did the rubric hold" numbers of the closing check."""
+    cols = [c for c in log.columns if c.startswith("rewards/") and c.endswith("/mean")]
+    cols += [c for c in ("reward", "judge/score_mean", "completions/clipped_ratio") if c in log]
+    n = max(1, int(len(log) * share))
+    out = {}
+    for c in cols:
+        name = c.split("/")[1].removesuffix("_reward") if c.startswith("rewards/") else c
+        first, last = float(log[c].iloc[:n].mean()), float(log[c].iloc[-n:].mean())
+        out[name] = {"first": round(first, 4), "last": round(last, 4),
+                     "change": round(last - first, 4)}  # fmt: skip
+    return out
+
+
+# --- launching ----------------------------------------------------------------------------------
+
+
+@contextmanager
+def serve(cmd: Sequence[str], health_url: str, *, env: dict | None = None,
+          timeout_s: float = 600.0, poll_s: float = 1.0):  # fmt: skip
+    """Run a server process for the duration of a block: wait until ``health_url`` answers 200,
+    fail fast (with its exit code) if it dies first, terminate it afterwards."""
+    proc = subprocess.Popen(list(cmd), env={**os.environ, **(env or {})})
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{cmd[0]} exited with code {proc.returncode} before it was up")
+            try:
+                with urllib.request.urlopen(health_url, timeout=poll_s) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{health_url} did not answer within {timeout_s:.0f} s")
+            time.sleep(poll_s)
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@contextmanager
+def rollout_server(cfg: dict):
+    """TRL's vLLM server (``trl vllm-serve``) on ``grpo.vllm_server_gpus`` for server-mode rollouts
+    (the paper profile); a no-op in colocate mode or without CUDA + vLLM."""
+    from urllib.parse import urlparse
+
+    from kardia.models import rollout_backend
+
+    grpo = cfg["grpo"]
+    gpus = grpo.get("vllm_server_gpus")
+    if grpo.get("vllm_mode") != "server" or not gpus or rollout_backend() != "vllm":
+        yield None
+        return
+    url = grpo.get("vllm_server_base_url") or DEFAULT_VLLM_URL
+    parsed = urlparse(url)
+    cmd = ["trl", "vllm-serve", "--model", str(cfg["sft_dir"]), "--host", parsed.hostname or "127.0.0.1",
+           "--port", str(parsed.port or 8001), "--tensor-parallel-size", str(len(str(gpus).split(",")))]  # fmt: skip
+    with serve(cmd, f"{url.rstrip('/')}/health/", env={"CUDA_VISIBLE_DEVICES": str(gpus)}) as proc:
+        yield proc
+
+RUNNERS = {"sft": run_sft, "grpo": run_grpo}
+
+
+def launch(stage: str, cfg: dict) -> dict:
+    """Run ``stage`` here, or under ``accelerate launch`` when ``cfg['launch']`` asks for more
+    than one process (the summary comes back through a JSON file)."""
+    launch_cfg = cfg.get("launch") or {}
+    n = int(launch_cfg.get("num_processes", 1))
+    if n <= 1:
+        return RUNNERS[stage](cfg)
+    work = Path(".cache") / f"{stage}_launch"
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "config.json").write_text(json.dumps(cfg))
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(n)]
+    if launch_cfg.get("config_file"):
+        cmd += ["--config_file", str(launch_cfg["config_file"])]
+    cmd += ["-m", "kardia.training", stage, str(work / "config.json"), str(work / "summary.json")]
+    env = dict(os.environ)
+    if launch_cfg.get("gpus") is not None:  # e.g. the GPUs the vLLM server does not hold
+        env["CUDA_VISIBLE_DEVICES"] = str(launch_cfg["gpus"])
+    print("launching:", " ".join(cmd))
+    subprocess.run(cmd, check=True, env=env)
+    return json.loads((work / "summary.json").read_text())
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m kardia.training <sft|grpo> <config.json> [summary.json]`` (what ``launch``
+    runs under accelerate on every rank; the main rank writes the summary)."""
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) not in (2, 3) or argv[0] not in RUNNERS:
+        print(main.__doc__, file=sys.stderr)
+        return 2
+    summary = RUNNERS[argv[0]](json.loads(Path(argv[1]).read_text()))
+    if len(argv) == 3 and int(os.environ.get("RANK", "0")) == 0:
+        Path(argv[2]).write_text(json.dumps(summary, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
