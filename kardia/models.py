@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -114,12 +115,17 @@ def training_backend() -> str:
 
 
 def _backend_with_reason() -> tuple[str, str]:
+    forced = os.environ.get("KARDIA_TRAINING_BACKEND")  # e.g. plain TRL on a GPU, to compare
+    if forced in ("transformers", "unsloth"):
+        return forced, "KARDIA_TRAINING_BACKEND"
     try:
         import torch
     except ImportError:  # pragma: no cover - torch is a hard dependency
         return "transformers", "torch missing"
     if not torch.cuda.is_available():
         return "transformers", "no CUDA device"
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # set by accelerate launch on every rank
+        return "transformers", "multi-process run: TRL + PEFT under DeepSpeed (Unsloth is 1-GPU)"
     try:
         importlib.import_module("unsloth")
     except Exception as exc:  # NotImplementedError, ImportError, CUDA/driver errors

@@ -109,19 +109,19 @@ def make_rubric_reward(judge: Judge) -> Callable[..., list[float | None]]:
                     emotion=emotions[i] if isinstance(emotions[i], str) else None,
                 )
             )
+        before = _judge_counters(judge)
         if requests:
-            before = _judge_counters(judge)
             for i, j in zip(index, judge.score(requests), strict=True):
                 out[i] = None if j is None else rubric_score(j)
-            log_metric = kwargs.get("log_metric")
-            if callable(log_metric) and before is not None:  # TRL logs these per step
-                for name, value in _judge_deltas(judge, before).items():
-                    log_metric(f"judge/{name}", value)
-                # the rubric among complete replies: "rubric rose" must not only mean
-                # "more replies were complete" (incomplete ones score 0 above)
-                judged = [out[i] for i in index if out[i] is not None]
-                if judged:
-                    log_metric("judge/score_mean", sum(judged) / len(judged))
+        log_metric = kwargs.get("log_metric")
+        if callable(log_metric) and before is not None:  # TRL logs these per step (zeros too)
+            for name, value in _judge_deltas(judge, before).items():
+                log_metric(f"judge/{name}", value)
+            # the rubric among complete replies: "rubric rose" must not only mean
+            # "more replies were complete" (incomplete ones score 0 above)
+            judged = [out[i] for i in index if out[i] is not None]
+            if judged:
+                log_metric("judge/score_mean", sum(judged) / len(judged))
         return out
 
     rubric_reward.judge = judge

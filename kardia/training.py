@@ -214,10 +214,10 @@ def log_history(run_dir_or_trainer) -> list[dict]:
     state = getattr(run_dir_or_trainer, "state", None)
     if state is not None:
         return list(state.log_history)
-    last = checkpoints(run_dir_or_trainer)
-    if not last:
+    saved = [c for c in checkpoints(run_dir_or_trainer) if (c / "trainer_state.json").exists()]
+    if not saved:  # a checkpoint without its state was cut off while saving
         return []
-    return json.loads((last[-1] / "trainer_state.json").read_text())["log_history"]
+    return json.loads((saved[-1] / "trainer_state.json").read_text())["log_history"]
 
 
 def write_log(history: Sequence[dict], path: str | Path) -> Path:
@@ -253,13 +253,18 @@ def run_sft(cfg: dict, callbacks: Sequence = ()) -> dict:
 
     from kardia.data import read_splits
     from kardia.generation import supports_system_role
-    from kardia.models import count_parameters, create_policy, save_policy, training_backend
+    from kardia.models import (
+        count_parameters,
+        create_policy,
+        dialogue_texts,
+        save_policy,
+        training_backend,
+    )
 
     seed, policy, sft = cfg["seed"], cfg["policy"], cfg["sft"]
     backend = training_backend()
     torch.manual_seed(seed)
     dialogues = read_splits(cfg["data_dir"], "dialogues")["train"]
-    from kardia.models import dialogue_texts
 
     model, tokenizer = create_policy(
         policy, corpus=dialogue_texts(dialogues), seed=seed, backend=backend
@@ -285,6 +290,12 @@ def run_sft(cfg: dict, callbacks: Sequence = ()) -> dict:
         processing_class=tokenizer,
         callbacks=list(callbacks),
     )
+    if len(trainer.train_dataset) == 0:  # TRL drops examples whose reply max_length cuts off
+        raise ValueError(
+            f"no SFT example left after tokenising: policy.max_seq_length "
+            f"({policy.get('max_seq_length')}) cuts off every reply; raise it or lower "
+            "policy.history_exchanges"
+        )
     start = time.perf_counter()
     result = trainer.train()
     seconds = time.perf_counter() - start
@@ -296,11 +307,18 @@ def run_sft(cfg: dict, callbacks: Sequence = ()) -> dict:
         "finetune": policy.get("finetune", "full"),
         "backend": backend,
     }
-    if trainer.accelerator.is_main_process:
+    if trainer.accelerator.num_processes > 1:
+        # every rank takes part (DeepSpeed gathers ZeRO-3 shards); launch() merges afterwards
+        raw = Path(cfg["out_dir"]).with_name(Path(cfg["out_dir"]).name + ".unmerged")
+        trainer.save_model(str(raw))
+        if trainer.accelerator.is_main_process:
+            tokenizer.save_pretrained(str(raw))
+            (raw / "kardia_policy.json").write_text(json.dumps(info, indent=1) + "\n")
+    elif trainer.accelerator.is_main_process:
         save_policy(trainer.model, tokenizer, cfg["out_dir"], info)
     return {
         **info,
-        "train_turns": len(rows),
+        "train_turns": len(trainer.train_dataset),
         "steps": result.global_step,
         "train_loss": result.training_loss,
         "seconds": round(seconds, 2),
@@ -317,7 +335,7 @@ def grpo_run_key(cfg: dict) -> str:
     """What a GRPO checkpoint depends on: the config and the SFT model's run id."""
     from kardia.models import read_policy_info
 
-    keep = {k: v for k, v in cfg.items() if k not in ("resume",)}
+    keep = {**cfg, "grpo": {k: v for k, v in cfg["grpo"].items() if k != "resume"}}
     return fingerprint({"cfg": keep, "sft": read_policy_info(cfg["sft_dir"]).get("run_id")})
 
 
@@ -330,7 +348,7 @@ def run_grpo(cfg: dict, callbacks: Sequence = ()) -> dict:
 
     from kardia.generation import supports_system_role
     from kardia.judges import check_failure_rate, make_judge
-    from kardia.models import load_policy, rollout_backend, training_backend
+    from kardia.models import count_parameters, load_policy, rollout_backend, training_backend
     from kardia.rewards import build_rewards
 
     seed, policy, grpo = cfg["seed"], cfg["policy"], cfg["grpo"]
@@ -383,6 +401,7 @@ def run_grpo(cfg: dict, callbacks: Sequence = ()) -> dict:
         "seconds": round(seconds, 2),
         "seconds_per_step": round(seconds / max(result.global_step - _step(last), 1), 4),
         "judge_stats": stats,
+        **count_parameters(trainer.model),
         "log_history": log_history(trainer),
     }
 
@@ -555,10 +574,12 @@ def rollout_server(cfg: dict):
         return
     url = grpo.get("vllm_server_base_url") or DEFAULT_VLLM_URL
     parsed = urlparse(url)
+    # one replica per GPU (data parallel): a 7B policy fits on one card
     cmd = ["trl", "vllm-serve", "--model", str(cfg["sft_dir"]), "--host", parsed.hostname or "127.0.0.1",
-           "--port", str(parsed.port or 8001), "--tensor-parallel-size", str(len(str(gpus).split(",")))]  # fmt: skip
-    with serve(cmd, f"{url.rstrip('/')}/health/", env={"CUDA_VISIBLE_DEVICES": str(gpus)}) as proc:
+           "--port", str(parsed.port or 8001), "--data_parallel_size", str(len(str(gpus).split(",")))]  # fmt: skip
+    with serve(cmd, f"{url.rstrip('/')}/health", env={"CUDA_VISIBLE_DEVICES": str(gpus)}) as proc:
         yield proc
+
 
 RUNNERS = {"sft": run_sft, "grpo": run_grpo}
 
@@ -582,7 +603,38 @@ def launch(stage: str, cfg: dict) -> dict:
         env["CUDA_VISIBLE_DEVICES"] = str(launch_cfg["gpus"])
     print("launching:", " ".join(cmd))
     subprocess.run(cmd, check=True, env=env)
+    if stage == "sft":
+        merge_unmerged(cfg)
     return json.loads((work / "summary.json").read_text())
+
+
+def merge_unmerged(cfg: dict) -> Path:
+    """After a multi-process SFT: fold the saved LoRA adapters into the backbone (one process)
+    and write ``out_dir`` as ``save_policy`` would; full weights are moved as they are."""
+    from kardia.models import read_policy_info, save_policy
+
+    out = Path(cfg["out_dir"])
+    raw = out.with_name(out.name + ".unmerged")
+    info = read_policy_info(raw)
+    shutil.rmtree(out, ignore_errors=True)
+    if not (raw / "adapter_config.json").exists():
+        os.replace(raw, out)
+        return out
+    from peft import PeftModel
+
+    base_policy = {**cfg["policy"], "finetune": "full"}
+    (raw / "kardia_policy.json").unlink()
+    base, tokenizer = _load_base(cfg["policy"]["backbone"], base_policy)
+    model = PeftModel.from_pretrained(base, str(raw))
+    save_policy(model, tokenizer, out, info)
+    shutil.rmtree(raw)
+    return out
+
+
+def _load_base(backbone: str, policy: dict):
+    from kardia.models import _load_backbone
+
+    return _load_backbone(backbone, policy, seed=0, backend="transformers", trainable=False)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -101,3 +101,125 @@ def test_an_unsloth_that_raises_on_import_means_the_plain_path(tmp_path, error):
     """)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.startswith("('transformers', 'unsloth unavailable")
+
+
+# --- the policy factory -------------------------------------------------------------------------
+
+TINY = {"vocab_size": 600, "hidden_size": 32, "num_layers": 2, "num_heads": 2, "num_kv_heads": 1,
+        "intermediate_size": 64, "max_positions": 256}  # fmt: skip
+
+
+def test_the_tiny_policy_needs_a_corpus():
+    from kardia.models import create_policy
+
+    with pytest.raises(ValueError, match="corpus"):
+        create_policy({"backbone": "tiny", "tiny": TINY})
+
+
+@pytest.mark.parametrize(
+    ("policy", "match"),
+    [({"backbone": ""}, "backbone is empty"), ({}, "backbone is empty"),
+     ({"backbone": "tiny", "finetune": "dora"}, "finetune must be one of")],
+)  # fmt: skip
+def test_a_bad_policy_section_raises(policy, match):
+    from kardia.models import create_policy
+
+    with pytest.raises(ValueError, match=match):
+        create_policy(policy, corpus=CORPUS)
+
+
+def test_create_policy_tiny_sizes_the_model_from_the_policy():
+    from kardia.models import count_parameters, create_policy
+
+    model, tokenizer = create_policy({"backbone": "tiny", "tiny": TINY}, corpus=CORPUS, seed=0)
+    assert model.config.hidden_size == 32 and model.config.num_hidden_layers == 2
+    assert model.config.vocab_size == len(tokenizer) <= 600 + len(SPAN_MARKERS)
+    counts = count_parameters(model)
+    assert counts["trainable"] == counts["parameters"] > 0
+
+
+@pytest.fixture(scope="module")
+def saved_tiny(tmp_path_factory, tokenizer):
+    """A saved tiny policy: a local folder that can stand in for a real backbone (no hub)."""
+    from kardia.models import save_policy
+
+    path = tmp_path_factory.mktemp("policy") / "tiny"
+    model = tiny_model(tokenizer, hidden_size=32, num_layers=2, num_heads=2, num_kv_heads=1,
+                       intermediate_size=64, max_positions=256)  # fmt: skip
+    save_policy(model, tokenizer, path, {"stage": "test", "tokenizer": "tiny", "backbone": "tiny"})
+    return path
+
+
+def test_qlora_without_cuda_raises_before_loading_anything(saved_tiny, monkeypatch):
+    from kardia.models import _load_backbone, create_policy
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # a local folder; never the hub
+    policy = {"backbone": str(saved_tiny), "finetune": "qlora"}
+    with pytest.raises(ValueError, match="CUDA"):
+        create_policy(policy, backend="transformers")
+    with pytest.raises(ValueError, match="CUDA"):
+        _load_backbone(str(saved_tiny), policy, seed=0, backend="transformers")
+
+
+def test_a_local_backbone_loads_through_transformers(saved_tiny, monkeypatch):
+    from kardia.models import create_policy
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    model, tokenizer = create_policy({"backbone": str(saved_tiny)}, backend="transformers")
+    assert model.config.hidden_size == 32 and tokenizer.pad_token is not None
+
+
+def test_lora_on_the_tiny_policy_trains_only_the_adapters():
+    from kardia.models import count_parameters, create_policy
+
+    policy = {"backbone": "tiny", "finetune": "lora", "tiny": TINY,
+              "lora": {"r": 4, "alpha": 8}}  # fmt: skip
+    model, _ = create_policy(policy, corpus=CORPUS)
+    assert hasattr(model, "peft_config") and hasattr(model, "merge_and_unload")
+    counts = count_parameters(model)
+    assert 0 < counts["trainable"] < counts["parameters"]
+    assert model.peft_config["default"].r == 4
+
+
+def test_save_policy_merges_lora_into_a_plain_reloadable_policy(tmp_path):
+    import torch
+
+    from kardia.models import create_policy, load_policy, save_policy
+
+    policy = {"backbone": "tiny", "finetune": "lora", "tiny": TINY, "lora": {"r": 4}}
+    model, tokenizer = create_policy(policy, corpus=CORPUS, seed=0)
+    torch.manual_seed(0)
+    with torch.no_grad():  # LoRA B starts at zero: give the adapters an effect to merge
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0.0, 0.5)
+    ids = torch.tensor([tokenizer("Something odd happened")["input_ids"]])
+    model.eval()
+    with torch.no_grad():
+        expected = model(ids).logits
+    save_policy(model, tokenizer, tmp_path, {"tokenizer": "tiny", "backbone": "tiny"})
+    assert (tmp_path / "kardia_policy.json").exists()
+    assert not (tmp_path / "adapter_config.json").exists()
+    reloaded, again = load_policy(tmp_path, {"backbone": "tiny"}, trainable=False)
+    assert not hasattr(reloaded, "peft_config")
+    assert again.get_vocab() == tokenizer.get_vocab()
+    with torch.no_grad():
+        assert torch.allclose(reloaded(ids).logits, expected, atol=1e-5)
+    # trainable=True applies the policy's adapters afresh on top of the merged weights
+    fresh, _ = load_policy(tmp_path, policy, trainable=True)
+    assert hasattr(fresh, "peft_config")
+
+
+def test_read_policy_info_needs_the_policy_file(tmp_path):
+    from kardia.models import read_policy_info
+
+    with pytest.raises(FileNotFoundError, match="kardia_policy.json"):
+        read_policy_info(tmp_path)
+
+
+def test_backend_report_on_a_machine_without_cuda():
+    from kardia.models import backend_report
+
+    report = backend_report()
+    assert report["training"] == "transformers" and report["rollout"] == "hf"
+    assert report["training_reason"] == "no CUDA device"

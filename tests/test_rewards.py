@@ -125,6 +125,36 @@ def test_rubric_reward_judges_only_complete_spans_and_maps_failures_to_none():
     assert reward.judge is judge and reward.__name__ == "rubric_reward"
 
 
+def test_rubric_reward_logs_judge_counters_every_call_zeros_included():
+    from kardia.client import ClientStats
+
+    class CountingJudge(ScriptedJudge):
+        def __init__(self, scores):
+            super().__init__(scores)
+            self.stats = ClientStats()
+
+        def score(self, requests):
+            self.stats.items += len(requests)
+            self.stats.failures += sum(s is None for s in self.scores[: len(requests)])
+            self.stats.latencies_s.append(0.25)
+            return super().score(requests)
+
+    reward = make_rubric_reward(CountingJudge([5, None]))
+    logged: list[dict] = []
+
+    def log_metric(name, value):
+        logged[-1][name] = value
+
+    logged.append({})
+    reward([GOOD, GOOD, NO_RESPONSE], prompts=["a", "b", "c"], log_metric=log_metric)
+    assert logged[-1] == {"judge/items": 2, "judge/failures": 1, "judge/cache_hits": 0,
+                          "judge/latency_s": 0.25, "judge/score_mean": 1.0}  # fmt: skip
+    logged.append({})  # a step where no reply is complete still logs its (zero) counters
+    reward([NO_RESPONSE], prompts=["a"], log_metric=log_metric)
+    assert logged[-1] == {"judge/items": 0, "judge/failures": 0, "judge/cache_hits": 0,
+                          "judge/latency_s": 0.0}  # fmt: skip
+
+
 def test_rubric_reward_without_optional_columns():
     judge = ScriptedJudge([4])
     assert make_rubric_reward(judge)([GOOD], prompts=["hi"]) == [0.75]

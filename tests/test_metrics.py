@@ -1,0 +1,65 @@
+"""Reply metrics: format compliance, emotion accuracy over every reply, response length."""
+
+from __future__ import annotations
+
+import pytest
+
+from kardia.metrics import span_metrics
+from kardia.spans import render_spans
+
+
+def reply(emotion: str, response: str = "That sounds hard.") -> str:
+    return render_spans("They are upset.", "A loss hurts.", emotion, response)
+
+
+def test_span_metrics_counts_complete_replies_and_correct_emotions():
+    texts = [
+        reply("sad", "I am so sorry."),  # complete, right
+        reply("proud", "Well done you."),  # complete, wrong emotion
+        "no spans at all",  # missing span: wrong, not complete
+        "<|emotion_begin|>Sad<|emotion_end|> and nothing else",  # right emotion, incomplete
+    ]
+    m = span_metrics(texts, ["sad", "sad", "sad", "sad"])
+    assert m["n"] == 4
+    assert m["format_compliance"] == 0.5
+    assert m["emotion_accuracy"] == 0.5  # over all four replies: rows 1 and 4
+    assert m["response_words"] == 3.5  # "I am so sorry." and "Well done you.": complete only
+
+
+@pytest.mark.parametrize("written", ["Sad", "SAD.", " sad ", "**sad**", "sad!"])
+def test_emotion_labels_match_ignoring_case_and_punctuation(written):
+    assert span_metrics([reply(written)], ["Sad"])["emotion_accuracy"] == 1.0
+
+
+@pytest.mark.parametrize("written", ["sadness", "very sad", "happy", ""])
+def test_other_words_are_not_the_gold_label(written):
+    assert span_metrics([reply(written)], ["sad"])["emotion_accuracy"] == 0.0
+
+
+def test_a_missing_or_unknown_gold_label_is_never_matched():
+    assert span_metrics([reply("sad")], [None])["emotion_accuracy"] == 0.0
+    assert span_metrics([reply("weird")], ["weird"])["emotion_accuracy"] == 0.0
+
+
+def test_response_words_ignore_incomplete_replies():
+    texts = [reply("sad", "one two three four five six"),
+             "<|response_begin|>a b<|response_end|>"]  # fmt: skip
+    m = span_metrics(texts, ["sad", "sad"])
+    assert m["response_words"] == 6.0 and m["format_compliance"] == 0.5
+
+
+def test_no_complete_reply_gives_zero_words():
+    m = span_metrics(["nothing", "still nothing"], ["sad", "proud"])
+    assert m == {"n": 2, "format_compliance": 0.0, "emotion_accuracy": 0.0, "response_words": 0.0}
+
+
+def test_empty_input_gives_zeros():
+    assert span_metrics([], []) == {"n": 0, "format_compliance": 0.0, "emotion_accuracy": 0.0,
+                                    "response_words": 0.0}  # fmt: skip
+
+
+def test_mismatched_lengths_raise():
+    with pytest.raises(ValueError, match="2 replies for 1 gold"):
+        span_metrics([reply("sad"), reply("sad")], ["sad"])
+    with pytest.raises(ValueError):
+        span_metrics([], ["sad"])
