@@ -37,3 +37,19 @@ def test_bench_build_quick():
     assert results["llm_same_dialogues"] is True
     lines = [line for line in out.stderr.splitlines() if line[:3] in ("(a)", "(b)", "(c)")]
     assert len(lines) == 3, out.stderr
+
+
+def test_bench_train_quick():
+    import json
+
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "bench_train.py"), "--quick", "--json"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = {(r["kind"], r["model"]): r for r in json.loads(out.stdout)}
+    for kind in ("sft", "grpo"):
+        row = rows[(kind, "tiny")]
+        assert row["steps"] == 3 and row["s_per_step"] > 0 and row["peak_memory_mb"] > 100
+        assert row["backend_used"] == "transformers" and row["parameters"] > 100_000
+    assert "s/step" in out.stderr  # the table goes to stderr with --json
