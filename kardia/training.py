@@ -239,10 +239,20 @@ def write_log(history: Sequence[dict], path: str | Path) -> Path:
 # --- SFT ----------------------------------------------------------------------------------------
 
 
-def _read_turns(data_dir: str, split: str) -> list[dict]:
+def train_rows(cfg: dict, tokenizer, difficulty: str) -> list[dict]:
+    """The train turns of one difficulty (SFT: easy, GRPO: hard), shaped for the tokenizer."""
     from kardia.data import read_splits
+    from kardia.generation import supports_system_role
 
-    return read_splits(data_dir, "turns")[split]
+    rows = prompt_rows(
+        read_splits(cfg["data_dir"], "turns")["train"],
+        difficulty=difficulty,
+        history_exchanges=cfg["policy"].get("history_exchanges"),
+        system_role=supports_system_role(tokenizer),
+    )
+    if not rows:
+        raise ValueError(f"no {difficulty} train turns in {cfg['data_dir']}: run build_data first")
+    return rows
 
 
 def run_sft(cfg: dict, callbacks: Sequence = ()) -> dict:
@@ -252,7 +262,6 @@ def run_sft(cfg: dict, callbacks: Sequence = ()) -> dict:
     from trl import SFTTrainer
 
     from kardia.data import read_splits
-    from kardia.generation import supports_system_role
     from kardia.models import (
         count_parameters,
         create_policy,
@@ -269,14 +278,7 @@ def run_sft(cfg: dict, callbacks: Sequence = ()) -> dict:
     model, tokenizer = create_policy(
         policy, corpus=dialogue_texts(dialogues), seed=seed, backend=backend
     )
-    rows = prompt_rows(
-        _read_turns(cfg["data_dir"], "train"),
-        difficulty="easy",
-        history_exchanges=policy.get("history_exchanges"),
-        system_role=supports_system_role(tokenizer),
-    )
-    if not rows:
-        raise ValueError(f"no easy train turns in {cfg['data_dir']}: run build_data first")
+    rows = train_rows(cfg, tokenizer, "easy")
     if sft.get("max_steps"):  # tokenise only the turns the steps will see (a seeded sample)
         rows = spread(rows, int(sft["max_steps"]) * int(sft["batch_size"])
                       * int(sft.get("gradient_accumulation_steps", 1)), seed)  # fmt: skip
@@ -346,7 +348,6 @@ def run_grpo(cfg: dict, callbacks: Sequence = ()) -> dict:
     from datasets import Dataset
     from trl import GRPOTrainer
 
-    from kardia.generation import supports_system_role
     from kardia.judges import check_failure_rate, make_judge
     from kardia.models import count_parameters, load_policy, rollout_backend, training_backend
     from kardia.rewards import build_rewards
@@ -364,14 +365,7 @@ def run_grpo(cfg: dict, callbacks: Sequence = ()) -> dict:
     model, tokenizer = load_policy(
         cfg["sft_dir"], policy, seed=seed, backend=backend, fast_inference=rollout == "vllm"
     )
-    rows = prompt_rows(
-        _read_turns(cfg["data_dir"], "train"),
-        difficulty="hard",
-        history_exchanges=policy.get("history_exchanges"),
-        system_role=supports_system_role(tokenizer),
-    )
-    if not rows:
-        raise ValueError(f"no hard train turns in {cfg['data_dir']}: run build_data first")
+    rows = train_rows(cfg, tokenizer, "hard")
     dataset = Dataset.from_list([{k: r[k] for k in ("prompt", "emotion", "person", "situation")}
                                  for r in rows])  # fmt: skip
     trainer = GRPOTrainer(
