@@ -257,6 +257,9 @@ def train_rows(cfg: dict, tokenizer, difficulty: str) -> list[dict]:
 
 def run_sft(cfg: dict, callbacks: Sequence = ()) -> dict:
     """Train the SFT policy on the easy train turns and save it to ``cfg['out_dir']``."""
+    from kardia.models import training_backend
+
+    backend = training_backend()  # on CUDA this imports Unsloth, which must precede trl
     import torch
     from datasets import Dataset
     from trl import SFTTrainer
@@ -267,11 +270,9 @@ def run_sft(cfg: dict, callbacks: Sequence = ()) -> dict:
         create_policy,
         dialogue_texts,
         save_policy,
-        training_backend,
     )
 
     seed, policy, sft = cfg["seed"], cfg["policy"], cfg["sft"]
-    backend = training_backend()
     torch.manual_seed(seed)
     dialogues = read_splits(cfg["data_dir"], "dialogues")["train"]
 
@@ -344,16 +345,18 @@ def grpo_run_key(cfg: dict) -> str:
 def run_grpo(cfg: dict, callbacks: Sequence = ()) -> dict:
     """Rubric-ERL on the hard train turns, from the SFT model, checkpointing to
     ``cfg['grpo']['checkpoint_dir']`` and resuming from its last checkpoint when allowed."""
+    from kardia.models import rollout_backend, training_backend
+
+    backend, rollout = training_backend(), rollout_backend()  # Unsloth (CUDA) before trl
     import torch
     from datasets import Dataset
     from trl import GRPOTrainer
 
     from kardia.judges import check_failure_rate, make_judge
-    from kardia.models import count_parameters, load_policy, rollout_backend, training_backend
+    from kardia.models import count_parameters, load_policy
     from kardia.rewards import build_rewards
 
     seed, policy, grpo = cfg["seed"], cfg["policy"], cfg["grpo"]
-    backend, rollout = training_backend(), rollout_backend()
     torch.manual_seed(seed)
     run_dir = Path(grpo["checkpoint_dir"])
     last = prepare_run_dir(run_dir, grpo_run_key(cfg))

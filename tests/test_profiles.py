@@ -23,7 +23,7 @@ def test_the_four_paper_backbones_have_a_profile():
 def test_every_profile_key_exists_in_params(name):
     flat = profiles.flatten(profiles.load_profile(name, ROOT / "configs/profiles"), PARAMS)
     assert flat["policy.backbone"] != "tiny" and flat["judge.kind"] == "openai"
-    assert flat["grpo.vllm_mode"] == "server"
+    assert flat["grpo.vllm_mode"] == "server" and flat["build_data.source"] == "Jhcircle/KadiaBench"
 
 
 def test_extends_merges_and_the_child_wins():
