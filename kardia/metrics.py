@@ -31,3 +31,37 @@ def span_metrics(texts: Sequence[str], gold_emotions: Sequence[str | None]) -> d
         "emotion_accuracy": correct / n if n else 0.0,
         "response_words": sum(words) / len(words) if words else 0.0,
     }
+
+
+def bootstrap_ci(
+    values: Sequence[float], *, resamples: int = 1000, confidence: float = 0.95, seed: int = 0
+) -> tuple[float, float, float]:
+    """Mean of ``values`` and its percentile-bootstrap confidence interval (seeded).
+
+    NaN values (a failed judgement) are left out; an empty input gives three NaNs.
+    """
+    import numpy as np
+
+    x = np.asarray([v for v in values if v == v], dtype=float)  # v == v drops NaN
+    if x.size == 0:
+        return (float("nan"),) * 3
+    rng = np.random.default_rng(seed)
+    means = x[rng.integers(0, x.size, size=(resamples, x.size))].mean(axis=1)
+    alpha = (1 - confidence) / 2
+    low, high = np.quantile(means, [alpha, 1 - alpha])
+    return float(x.mean()), float(low), float(high)
+
+
+def per_emotion_accuracy(texts: Sequence[str], gold_emotions: Sequence[str]) -> dict[str, dict]:
+    """Emotion accuracy per gold label: ``{label: {"n": …, "accuracy": …}}``, labels sorted."""
+    if len(texts) != len(gold_emotions):
+        raise ValueError(f"{len(texts)} replies for {len(gold_emotions)} gold labels")
+    hits: dict[str, list[int]] = {}
+    for text, gold in zip(texts, gold_emotions, strict=True):
+        label = normalize_emotion(gold or "")
+        if label is None:
+            continue
+        predicted = parse_spans(text).emotion
+        ok = predicted is not None and normalize_emotion(predicted) == label
+        hits.setdefault(label, []).append(int(ok))
+    return {k: {"n": len(v), "accuracy": sum(v) / len(v)} for k, v in sorted(hits.items())}

@@ -63,3 +63,42 @@ def test_mismatched_lengths_raise():
         span_metrics([reply("sad"), reply("sad")], ["sad"])
     with pytest.raises(ValueError):
         span_metrics([], ["sad"])
+
+
+# --- confidence intervals and per-emotion accuracy ----------------------------------------------
+
+
+def test_bootstrap_ci_brackets_the_mean_and_narrows_with_more_data():
+    from kardia.metrics import bootstrap_ci
+
+    small = bootstrap_ci([0, 1] * 10, seed=1)
+    large = bootstrap_ci([0, 1] * 1000, seed=1)
+    for mean, low, high in (small, large):
+        assert mean == 0.5 and low < 0.5 < high
+    assert (large[2] - large[1]) < (small[2] - small[1]) / 5  # ~1/sqrt(100) as wide
+    assert bootstrap_ci([0, 1] * 10, seed=1) == small  # seeded
+
+
+def test_bootstrap_ci_of_a_constant_and_of_nothing():
+    import math
+
+    from kardia.metrics import bootstrap_ci
+
+    assert bootstrap_ci([3.0, 3.0, float("nan"), 3.0]) == (3.0, 3.0, 3.0)  # NaN left out
+    assert all(math.isnan(v) for v in bootstrap_ci([]))
+
+
+def test_per_emotion_accuracy_groups_by_gold_label():
+    from kardia.metrics import per_emotion_accuracy
+    from kardia.spans import render_spans
+
+    def reply(label):
+        return render_spans("u", "r", label, "resp")
+
+    texts = [reply("sad"), reply("Joyful!"), reply("sad"), "no spans at all"]
+    gold = ["sad", "joyful", "lonely", "joyful"]
+    out = per_emotion_accuracy(texts, gold + [])
+    assert out == {"joyful": {"n": 2, "accuracy": 0.5}, "lonely": {"n": 1, "accuracy": 0.0},
+                   "sad": {"n": 1, "accuracy": 1.0}}  # fmt: skip
+    with pytest.raises(ValueError):
+        per_emotion_accuracy(texts, gold[:2])
