@@ -31,7 +31,8 @@ def test_importing_kardia_stays_light():
         "kardia.rewards, kardia.client, kardia.encoder, kardia.offline_judge, kardia.testing, "
         "kardia.data, kardia.seed, kardia.build, kardia.offline_builder, kardia.tables, "
         "kardia.figures, kardia.paper, kardia.runner, kardia.models, kardia.training, "
-        "kardia.generation, kardia.metrics, kardia.profiles, kardia.human_eval\n"
+        "kardia.generation, kardia.metrics, kardia.profiles, kardia.human_eval, "
+        "kardia.probes\n"
         f"print(','.join(m for m in {HEAVY!r} if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
