@@ -65,3 +65,28 @@ def per_emotion_accuracy(texts: Sequence[str], gold_emotions: Sequence[str]) -> 
         ok = predicted is not None and normalize_emotion(predicted) == label
         hits.setdefault(label, []).append(int(ok))
     return {k: {"n": len(v), "accuracy": sum(v) / len(v)} for k, v in sorted(hits.items())}
+
+
+def judge_agreement(a: Sequence[dict | None], b: Sequence[dict | None]) -> dict[str, dict]:
+    """How two judges agree on the same replies, per rubric dimension: Spearman's rho (ranks with
+    ties averaged) and the share of exactly equal 1–5 scores. ``a[i]``/``b[i]`` are one reply's
+    ``{dimension: score}`` (``Judgement.scores``) or None when that judgement failed; a reply is
+    compared only where both judges answered."""
+    import pandas as pd
+
+    from kardia.rubric import DIMENSIONS
+
+    if len(a) != len(b):
+        raise ValueError(f"{len(a)} judgements against {len(b)}")
+    both = [(x, y) for x, y in zip(a, b, strict=True) if x is not None and y is not None]
+    out = {}
+    for d in DIMENSIONS:
+        xs = pd.Series([x[d] for x, _ in both], dtype=float)
+        ys = pd.Series([y[d] for _, y in both], dtype=float)
+        rho = xs.rank().corr(ys.rank()) if len(both) > 1 else float("nan")
+        out[d] = {
+            "n": len(both),
+            "spearman": float(rho),  # NaN when either judge gives one score to everything
+            "exact": float((xs == ys).mean()) if both else float("nan"),
+        }
+    return out

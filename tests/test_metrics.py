@@ -102,3 +102,24 @@ def test_per_emotion_accuracy_groups_by_gold_label():
                    "sad": {"n": 1, "accuracy": 1.0}}  # fmt: skip
     with pytest.raises(ValueError):
         per_emotion_accuracy(texts, gold[:2])
+
+
+def test_judge_agreement_per_dimension():
+    import math
+
+    from kardia.metrics import judge_agreement
+    from kardia.rubric import DIMENSIONS
+
+    def scores(**kw):
+        return {d: kw.get(d, 3) for d in DIMENSIONS}
+
+    a = [scores(relevance=1, empathy=5), scores(relevance=2, empathy=4),
+         scores(relevance=3, empathy=3), scores(relevance=5, empathy=1), None]  # fmt: skip
+    b = [scores(relevance=2, empathy=1), scores(relevance=3, empathy=2),
+         scores(relevance=4, empathy=3), scores(relevance=5, empathy=5), scores()]  # fmt: skip
+    out = judge_agreement(a, b)
+    assert out["relevance"] == {"n": 4, "spearman": 1.0, "exact": 0.25}  # same order, one equal
+    assert out["empathy"]["spearman"] == -1.0 and out["empathy"]["exact"] == 0.25
+    assert math.isnan(out["fluency"]["spearman"]) and out["fluency"]["exact"] == 1.0  # constant
+    with pytest.raises(ValueError):
+        judge_agreement(a, b[:2])
