@@ -138,30 +138,12 @@ def worker(spec: dict) -> dict:
                         "checkpoint_dir": str(work / f"ck-{spec['model']}-{spec['backend']}")}}  # fmt: skip
         summary = run_grpo(cfg, callbacks=[timer.callback])
     measured = timer.times[1:] or timer.times
-    params_count = summary.get("parameters") or _count(sft_dir)
     peak = (torch.cuda.max_memory_allocated() if cuda else
             resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)  # fmt: skip
     return {**{k: spec[k] for k in ("kind", "model", "device", "backend")},
             "backend_used": summary["backend"], "steps": len(timer.times),
             "s_per_step": statistics.median(measured), "first_step_s": timer.times[0],
-            "peak_memory_mb": peak / 2**20, "parameters": params_count}  # fmt: skip
-
-
-def _count(path: Path) -> int:
-    from safetensors import safe_open
-
-    total = 0
-    for f in path.glob("*.safetensors"):
-        with safe_open(str(f), "pt") as st:
-            total += sum(_prod(st.get_slice(k).get_shape()) for k in st.keys())
-    return total
-
-
-def _prod(shape) -> int:
-    out = 1
-    for d in shape:
-        out *= d
-    return out
+            "peak_memory_mb": peak / 2**20, "parameters": summary["parameters"]}  # fmt: skip
 
 
 def run_worker(spec: dict, env: dict) -> dict:

@@ -33,6 +33,14 @@ def supports_system_role(tokenizer) -> bool:
     return True
 
 
+def for_template(prompts: Sequence[list[dict]], tokenizer) -> list[list[dict]]:
+    """The prompts as the tokenizer's chat template accepts them: system messages folded into
+    the first user turn when it has no system role (as the training rows are)."""
+    if supports_system_role(tokenizer):
+        return [list(p) for p in prompts]
+    return [fold_system(p) for p in prompts]
+
+
 def hf_generate(
     model,
     tokenizer,
@@ -54,6 +62,7 @@ def hf_generate(
 
     if not prompts:
         return []
+    prompts = for_template(prompts, tokenizer)
     texts = [
         tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True)
         for p in prompts
@@ -117,7 +126,7 @@ def vllm_generate(
     params = SamplingParams(
         max_tokens=max_new_tokens, temperature=temperature, seed=seed, skip_special_tokens=True
     )
-    outputs = llm.chat([list(p) for p in prompts], params, use_tqdm=True)
+    outputs = llm.chat(for_template(prompts, llm.get_tokenizer()), params, use_tqdm=True)
     return [o.outputs[0].text.strip() for o in outputs]
 
 

@@ -176,7 +176,7 @@ def create_policy(
         sizes = dict(policy.get("tiny") or {})
         tokenizer = train_tokenizer(corpus, vocab_size=sizes.pop("vocab_size", 4096))
         model = tiny_model(tokenizer, seed=seed, **sizes)
-        return _adapt(model, policy, seed, backend="transformers"), tokenizer
+        return _adapt(model, policy), tokenizer
     return _load_backbone(policy["backbone"], policy, seed=seed, backend=backend)
 
 
@@ -193,7 +193,7 @@ def load_policy(path: str | Path, policy: dict, *, seed: int = 0, backend: str |
         model = AutoModelForCausalLM.from_pretrained(str(path))
         tokenizer = load_tokenizer(path)
         if trainable:
-            model = _adapt(model, policy, seed, backend="transformers")
+            model = _adapt(model, policy)
         return model, tokenizer
     return _load_backbone(
         str(path), policy, seed=seed, backend=backend, trainable=trainable,
@@ -209,6 +209,15 @@ def read_policy_info(path: str | Path) -> dict:
             f"{path} is not a saved Kardia policy (no {POLICY_FILE}); run the stage that makes it"
         )
     return json.loads(f.read_text())
+
+
+def load_policy_tokenizer(path: str | Path):
+    """The tokenizer of a saved policy, loaded the way it was saved (the tiny one as trained)."""
+    if read_policy_info(path).get("tokenizer") == "tiny":
+        return load_tokenizer(path)
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(path))
 
 
 def save_policy(model, tokenizer, path: str | Path, info: dict) -> Path:
@@ -239,13 +248,20 @@ def _lora_settings(policy: dict) -> dict:
     return lora
 
 
-def _adapt(model, policy: dict, seed: int, backend: str):
-    """Apply PEFT LoRA when ``policy.finetune`` is lora/qlora (plain transformers path)."""
+def _refuse_qlora(policy: dict) -> None:
+    if policy.get("finetune") == "qlora":  # 4-bit weights exist only on the Unsloth path
+        raise ValueError(
+            "policy.finetune 'qlora' needs CUDA and Unsloth (4-bit weights); "
+            "use 'lora' or 'full' here"
+        )
+
+
+def _adapt(model, policy: dict):
+    """Apply PEFT LoRA when ``policy.finetune`` is lora (the plain transformers path)."""
     finetune = policy.get("finetune", "full")
     if finetune == "full":
         return model
-    if backend != "transformers":
-        raise AssertionError("Unsloth adapters are applied in _load_backbone")
+    _refuse_qlora(policy)
     from peft import LoraConfig, get_peft_model
 
     lora = _lora_settings(policy)
@@ -283,17 +299,14 @@ def _load_backbone(name: str, policy: dict, *, seed: int, backend: str, trainabl
                 target_modules=target, use_gradient_checkpointing="unsloth", random_state=seed,
             )  # fmt: skip
     else:
-        if finetune == "qlora":
-            raise ValueError(
-                "policy.finetune 'qlora' needs CUDA and Unsloth (4-bit weights); "
-                "use 'lora' or 'full' on this machine"
-            )
+        if trainable:
+            _refuse_qlora(policy)  # before a large download
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         tokenizer = AutoTokenizer.from_pretrained(name)
         model = AutoModelForCausalLM.from_pretrained(name, dtype="auto")
         if trainable:
-            model = _adapt(model, policy, seed, backend="transformers")
+            model = _adapt(model, policy)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return model, tokenizer

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from kardia.emotions import EMOTIONS
-from kardia.rewards import emotion_reward, format_reward, make_rubric_reward
+from kardia.rewards import emotion_reward, format_reward, make_rubric_reward, weighted_total
 from kardia.rubric import DIMENSIONS
 from kardia.spans import parse_spans, render_spans
 
@@ -92,13 +92,10 @@ def score_probes(
             for jname in judges:
                 rubric = per_judge[jname][i]
                 row[f"rubric[{jname}]"] = rubric
-                row[f"total[{jname}]"] = sum(
-                    w * v
-                    for w, v in ((weights.get("format", 0), fmt[i]),
-                                 (weights.get("emotion", 0), emo[i]),
-                                 (weights.get("rubric", 0), rubric))
-                    if v is not None
-                )  # fmt: skip
+                row[f"total[{jname}]"] = weighted_total(
+                    [fmt[i], emo[i], rubric],
+                    [weights.get(k, 0) for k in ("format", "emotion", "rubric")],
+                )
                 for d in DIMENSIONS:
                     row[f"{d}[{jname}]"] = (dims[jname][i] or {}).get(d)
             rows.append(row)

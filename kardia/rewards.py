@@ -147,6 +147,11 @@ def _judge_deltas(judge: Judge, before: tuple) -> dict[str, float]:
     }
 
 
+def weighted_total(values: Sequence[float | None], weights: Sequence[float]) -> float:
+    """One completion's reward as TRL sums it: a None (not applicable) reward is left out."""
+    return sum(w * v for w, v in zip(weights, values, strict=True) if v is not None)
+
+
 # name -> reward function, or a factory that takes the judge (only "rubric" needs one).
 REWARDS: dict[str, Callable] = {
     "format": format_reward,

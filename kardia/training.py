@@ -27,8 +27,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from kardia.generation import fold_system
+from kardia.rewards import weighted_total
 
-SFT_DIR, GRPO_DIR = "models/sft", "models/grpo"
 FINGERPRINT_FILE = "kardia_fingerprint.json"
 DEV_EVAL_FILE = "kardia_dev_eval.json"
 DEFAULT_VLLM_URL = "http://127.0.0.1:8001"  # trl vllm-serve in server mode (8000 is the judge's)
@@ -187,7 +187,7 @@ def checkpoints(run_dir: str | Path) -> list[Path]:
     if not run_dir.is_dir():
         return []
     found = [p for p in run_dir.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()]
-    return sorted(found, key=lambda p: int(p.name.split("-")[-1]))
+    return sorted(found, key=_step)
 
 
 def prepare_run_dir(run_dir: str | Path, key: str) -> Path | None:
@@ -266,6 +266,7 @@ def run_sft(cfg: dict, callbacks: Sequence = ()) -> dict:
 
     from kardia.data import read_splits
     from kardia.models import (
+        POLICY_FILE,
         count_parameters,
         create_policy,
         dialogue_texts,
@@ -316,7 +317,7 @@ def run_sft(cfg: dict, callbacks: Sequence = ()) -> dict:
         trainer.save_model(str(raw))
         if trainer.accelerator.is_main_process:
             tokenizer.save_pretrained(str(raw))
-            (raw / "kardia_policy.json").write_text(json.dumps(info, indent=1) + "\n")
+            (raw / POLICY_FILE).write_text(json.dumps(info, indent=1) + "\n")
     elif trainer.accelerator.is_main_process:
         save_policy(trainer.model, tokenizer, cfg["out_dir"], info)
     return {
@@ -358,11 +359,11 @@ def run_grpo(cfg: dict, callbacks: Sequence = ()) -> dict:
 
     seed, policy, grpo = cfg["seed"], cfg["policy"], cfg["grpo"]
     torch.manual_seed(seed)
-    run_dir = Path(grpo["checkpoint_dir"])
-    last = prepare_run_dir(run_dir, grpo_run_key(cfg))
+    run_dir, key = Path(grpo["checkpoint_dir"]), grpo_run_key(cfg)
+    last = prepare_run_dir(run_dir, key)
     if last is not None and not grpo.get("resume", True):
         shutil.rmtree(run_dir)
-        last = prepare_run_dir(run_dir, grpo_run_key(cfg))
+        last = prepare_run_dir(run_dir, key)
     judge = make_judge(cfg["judge"])
     funcs, weights = build_rewards(grpo["rewards"], judge)
     model, tokenizer = load_policy(
@@ -416,10 +417,7 @@ def reward_table(completions: Sequence[str], rows: Sequence[dict], funcs, weight
     columns = {k: [r[k] for r in rows] for k in ("emotion", "person", "situation")}
     prompts = [r["prompt"] for r in rows]
     per_func = [f(completions=list(completions), prompts=prompts, **columns) for f in funcs]
-    total = [
-        sum(w * v[i] for w, v in zip(weights, per_func, strict=True) if v[i] is not None)
-        for i in range(len(completions))
-    ]
+    total = [weighted_total([v[i] for v in per_func], weights) for i in range(len(completions))]
     out = {}
     for f, values in zip(funcs, per_func, strict=True):
         ok = [v for v in values if v is not None]
@@ -430,7 +428,7 @@ def reward_table(completions: Sequence[str], rows: Sequence[dict], funcs, weight
 
 def load_checkpoint(checkpoint: str | Path, sft_dir: str | Path, policy: dict):
     """A checkpoint as a policy for generation: full weights, or LoRA adapters on the SFT model."""
-    from kardia.models import load_policy, load_tokenizer, read_policy_info
+    from kardia.models import load_policy, load_policy_tokenizer
 
     checkpoint = Path(checkpoint)
     if (checkpoint / "adapter_config.json").exists():
@@ -438,12 +436,9 @@ def load_checkpoint(checkpoint: str | Path, sft_dir: str | Path, policy: dict):
 
         base, tokenizer = load_policy(sft_dir, policy, trainable=False)
         return PeftModel.from_pretrained(base, str(checkpoint)), tokenizer
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(str(checkpoint))
-    tiny = read_policy_info(sft_dir).get("tokenizer") == "tiny"
-    tokenizer = load_tokenizer(sft_dir) if tiny else AutoTokenizer.from_pretrained(str(sft_dir))
-    return model, tokenizer
+    return AutoModelForCausalLM.from_pretrained(str(checkpoint)), load_policy_tokenizer(sft_dir)
 
 
 def dev_rewards(model, tokenizer, rows: Sequence[dict], funcs, weights, gen: dict) -> dict:
@@ -608,7 +603,9 @@ def launch(stage: str, cfg: dict) -> dict:
 def merge_unmerged(cfg: dict) -> Path:
     """After a multi-process SFT: fold the saved LoRA adapters into the backbone (one process)
     and write ``out_dir`` as ``save_policy`` would; full weights are moved as they are."""
-    from kardia.models import read_policy_info, save_policy
+    from peft import PeftModel
+
+    from kardia.models import POLICY_FILE, _load_backbone, read_policy_info, save_policy
 
     out = Path(cfg["out_dir"])
     raw = out.with_name(out.name + ".unmerged")
@@ -617,21 +614,13 @@ def merge_unmerged(cfg: dict) -> Path:
     if not (raw / "adapter_config.json").exists():
         os.replace(raw, out)
         return out
-    from peft import PeftModel
-
-    base_policy = {**cfg["policy"], "finetune": "full"}
-    (raw / "kardia_policy.json").unlink()
-    base, tokenizer = _load_base(cfg["policy"]["backbone"], base_policy)
-    model = PeftModel.from_pretrained(base, str(raw))
-    save_policy(model, tokenizer, out, info)
+    (raw / POLICY_FILE).unlink()
+    base, tokenizer = _load_backbone(
+        cfg["policy"]["backbone"], cfg["policy"], seed=0, backend="transformers", trainable=False
+    )
+    save_policy(PeftModel.from_pretrained(base, str(raw)), tokenizer, out, info)
     shutil.rmtree(raw)
     return out
-
-
-def _load_base(backbone: str, policy: dict):
-    from kardia.models import _load_backbone
-
-    return _load_backbone(backbone, policy, seed=0, backend="transformers", trainable=False)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -136,3 +136,24 @@ def test_hf_generate_restores_state_when_generation_fails(model, tokenizer):
         hf_generate(model, tokenizer, PROMPTS[:2], max_new_tokens=-1, progress=False)
     assert tokenizer.padding_side == "right" and model.training
     model.eval()
+
+
+def test_generation_folds_the_system_message_for_a_template_without_one(tokenizer, model):
+    # dev and test prompts keep their system message; Gemma-style templates reject it
+    from kardia.generation import for_template
+
+    gemma_like = (
+        "{% for m in messages %}{% if m['role'] == 'system' %}"
+        "{{ raise_exception('System role not supported') }}{% endif %}"
+        "<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+        "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+    )
+    assert for_template([[SYSTEM, USER]], tokenizer) == [[SYSTEM, USER]]  # ChatML keeps it
+    original = tokenizer.chat_template
+    try:
+        tokenizer.chat_template = gemma_like
+        assert for_template([[SYSTEM, USER]], tokenizer) == [fold_system([SYSTEM, USER])]
+        assert len(hf_generate(model, tokenizer, [[SYSTEM, USER]], max_new_tokens=4,
+                               progress=False)) == 1  # fmt: skip
+    finally:
+        tokenizer.chat_template = original

@@ -223,3 +223,11 @@ def test_backend_report_on_a_machine_without_cuda():
     report = backend_report()
     assert report["training"] == "transformers" and report["rollout"] == "hf"
     assert report["training_reason"] == "no CUDA device"
+
+
+def test_qlora_on_the_tiny_policy_is_refused_not_turned_into_lora():
+    from kardia.models import create_policy
+
+    with pytest.raises(ValueError, match="qlora"):
+        create_policy({"backbone": "tiny", "finetune": "qlora", "tiny": {"vocab_size": 300}},
+                      corpus=CORPUS)  # fmt: skip
