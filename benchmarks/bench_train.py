@@ -132,7 +132,7 @@ def worker(spec: dict) -> dict:
         summary = run_sft(cfg, callbacks=[timer.callback] if spec["kind"] == "sft" else [])
     if spec["kind"] == "grpo":
         cfg = {**base, "sft_dir": str(sft_dir), "judge": {"kind": "offline"},
-               "grpo": {"rewards": params["grpo"]["rewards"], "max_steps": steps,
+               "grpo": {"rewards": params["rewards"], "max_steps": steps,
                         "learning_rate": 1e-5, "batch_size": 16, "num_generations": 4,
                         "max_completion_length": 128, "save_steps": 10_000, "resume": False,
                         "checkpoint_dir": str(work / f"ck-{spec['model']}-{spec['backend']}")}}  # fmt: skip

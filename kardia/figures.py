@@ -175,3 +175,118 @@ def grpo_curves(log, dev, path: str | Path, window: int = 5) -> Path:
     ax.set(title="dev reward per checkpoint (greedy; step 0 = SFT)", xlabel="step")
     ax.legend(fontsize=8)
     return _save(fig, path)
+
+
+# --- evaluation (report stage) ------------------------------------------------------------------
+
+SYSTEM_COLORS = ("#8C8C8C", "#4C72B0", "#C44E52", "#55A868", "#8172B2", "#937860", "#DA8BC3")
+
+
+def radar(table, path: str | Path, axes: Sequence[tuple[str, str]]) -> Path:
+    """Figure 1 of the paper: one polygon per system over six axes (emotion accuracy 0–100 %,
+    the rubric dimensions 1–5), each axis scaled to its own range, values written at the rim."""
+    import numpy as np
+
+    plt = _plt()
+    keys = [k for k, _ in axes]
+    angles = np.linspace(0, 2 * np.pi, len(keys), endpoint=False).tolist()
+    fig, ax = plt.subplots(figsize=(6.4, 6.4), subplot_kw={"polar": True})
+
+    def scaled(key: str, value: float) -> float:
+        return value / 100 if key == "emotion_accuracy" else (value - 1) / 4
+
+    for k, (system, row) in enumerate(table.iterrows()):
+        values = [scaled(key, row[key]) for key in keys]
+        color = SYSTEM_COLORS[k % len(SYSTEM_COLORS)]
+        ax.plot(angles + angles[:1], values + values[:1], color=color, lw=2, label=system)
+        ax.fill(angles + angles[:1], values + values[:1], color=color, alpha=0.12)
+    ax.set_xticks(angles, [name for _, name in axes])
+    ax.set_ylim(0, 1)
+    ax.set_yticks([0.25, 0.5, 0.75, 1.0], ["25% | 2", "50% | 3", "75% | 4", "100% | 5"],
+                  fontsize=7, color="#777777")  # fmt: skip
+    ax.set_title("Emo Acc (0–100 %) and rubric dimensions (1–5)", pad=24)
+    ax.legend(loc="upper right", bbox_to_anchor=(1.25, 1.12), frameon=False)
+    return _save(fig, path)
+
+
+def score_distributions(
+    frame, path: str | Path, dimensions: Sequence[str], labels: Mapping[str, str] | None = None
+) -> Path:
+    """Per dimension, the share of each 1–5 score per system (stacked bars), and the reply
+    length distribution: where a mean hides a bimodal judge. Systems keep the frame's order and
+    the radar's colours; ``labels`` renames them."""
+    plt = _plt()
+    systems = list(dict.fromkeys(frame["system"]))
+    names = [(labels or {}).get(s, s) for s in systems]
+    fig, axes = plt.subplots(1, len(dimensions) + 1, figsize=(3.0 * (len(dimensions) + 1), 3.8))
+    shades = ["#C44E52", "#DD8452", "#CCB974", "#8FBC8F", "#55A868"]
+    for ax, d in zip(axes, dimensions, strict=False):
+        bottom = [0.0] * len(systems)
+        for score, color in zip(range(1, 6), shades, strict=True):
+            shares = []
+            for s in systems:
+                col = frame.loc[frame["system"] == s, d].dropna()
+                shares.append(100 * float((col == score).mean()) if len(col) else 0.0)
+            ax.bar(range(len(systems)), shares, bottom=bottom, color=color, label=str(score))
+            bottom = [a + b for a, b in zip(bottom, shares, strict=True)]
+        ax.set_xticks(range(len(systems)), names, rotation=30, ha="right", fontsize=8)
+        ax.set_title(d)
+        ax.set_ylim(0, 100)
+    axes[0].set_ylabel("% of replies")
+    axes[len(dimensions) - 1].legend(title="score", fontsize=7, frameon=False,
+                                     bbox_to_anchor=(1.0, 1.0), loc="upper left")  # fmt: skip
+    ax = axes[-1]
+    for k, s in enumerate(systems):
+        ax.hist(frame.loc[frame["system"] == s, "response_words"], bins=20, histtype="step",
+                lw=2, color=SYSTEM_COLORS[k % len(SYSTEM_COLORS)], label=names[k])  # fmt: skip
+    ax.set(title="reply length", xlabel="words")
+    ax.legend(fontsize=7, frameon=False)
+    return _save(fig, path)
+
+
+def per_emotion_heatmap(table, path: str | Path) -> Path:
+    """Emotion accuracy (%) per gold label × system (``kardia.report.per_emotion``)."""
+    import numpy as np
+
+    plt = _plt()
+    values = table.drop(columns="n")
+    fig, ax = plt.subplots(figsize=(1.4 * len(values.columns) + 2.6, 0.24 * len(values) + 1.4))
+    im = ax.imshow(values.to_numpy(dtype=float), cmap="viridis", vmin=0, vmax=100, aspect="auto")
+    ax.set_xticks(range(len(values.columns)), values.columns, rotation=30, ha="right")
+    ax.set_yticks(range(len(values)), [f"{e} (n={n})" for e, n in table["n"].items()], fontsize=7)
+    if values.shape[1] <= 8:  # write the numbers where they still fit
+        for (r, c), v in np.ndenumerate(values.to_numpy(dtype=float)):
+            if v == v:
+                ax.text(c, r, f"{v:.0f}", ha="center", va="center", fontsize=6,
+                        color="white" if v < 50 else "black")  # fmt: skip
+    fig.colorbar(im, ax=ax, label="emotion accuracy (%)")
+    ax.set_title("Emotion accuracy per gold label")
+    return _save(fig, path)
+
+
+def training_curves(sft_log, grpo_log, grpo_dev, path: str | Path, window: int = 10) -> Path:
+    """The two training stages side by side: SFT loss, GRPO's rewards, and the dev reward of
+    every checkpoint (step 0 = SFT) with the kept one starred."""
+    plt = _plt()
+    fig, (a1, a2, a3) = plt.subplots(1, 3, figsize=(13, 3.6))
+    a1.plot(sft_log["step"], _smooth(sft_log["loss"], window), color="#4C72B0")
+    a1.set(title=f"SFT loss ({window}-step mean)", xlabel="step", ylabel="cross-entropy")
+    for col in [c for c in grpo_log.columns if c.startswith("rewards/") and c.endswith("/mean")]:
+        name = col.split("/")[1].removesuffix("_reward")
+        a2.plot(grpo_log["step"], _smooth(grpo_log[col], 5), label=name,
+                color=REWARD_COLORS.get(name))  # fmt: skip
+    if "reward" in grpo_log:
+        a2.plot(grpo_log["step"], _smooth(grpo_log["reward"], 5), label="total", lw=2,
+                color=REWARD_COLORS["total"])  # fmt: skip
+    a2.set(title="GRPO train rewards (5-step mean)", xlabel="step")
+    a2.legend(fontsize=8)
+    for col in [c for c in ("format", "emotion", "rubric", "total") if c in grpo_dev]:
+        a3.plot(grpo_dev["step"], grpo_dev[col], marker="o", label=col,
+                color=REWARD_COLORS.get(col), lw=2 if col == "total" else 1)  # fmt: skip
+    if "kept" in grpo_dev and grpo_dev["kept"].any():
+        best = grpo_dev[grpo_dev["kept"]].iloc[0]
+        a3.scatter([best["step"]], [best["total"]], marker="*", s=250, color="gold",
+                   edgecolor="black", zorder=5, label="kept")  # fmt: skip
+    a3.set(title="dev reward per checkpoint", xlabel="step")
+    a3.legend(fontsize=8)
+    return _save(fig, path)

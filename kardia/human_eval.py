@@ -10,6 +10,7 @@ them with the key and ``win_tie_loss`` counts, per dimension, how often system A
 from __future__ import annotations
 
 import csv
+import hashlib
 import html
 import json
 import random
@@ -39,11 +40,15 @@ def export_pairs(
     n: int = 160,
     seed: int = 0,
     names: tuple[str, str] = ("kardia-r1", "baseline"),
+    key_path: str | Path | None = None,
 ) -> dict[str, Path]:
     """Write ``n`` blinded pairs of the items both systems answered.
 
     ``a`` and ``b`` map an item id to ``{"prompt": [messages], "response": str}`` (the reply the
     rater sees: the response span). Items are sampled and each pair's order drawn with ``seed``.
+    The key goes to ``key_path`` (default: ``out_dir/key.csv``) — keep it away from raters. A
+    pair id carries a hash of what the rater saw, so ratings of an older kit never match a new
+    key silently.
     """
     common = sorted(set(a) & set(b))
     if not common:
@@ -56,7 +61,8 @@ def export_pairs(
     for k, item in enumerate(items, start=1):
         first_a = rng.random() < 0.5
         r1, r2 = (a[item], b[item]) if first_a else (b[item], a[item])
-        pid = f"p{k:04d}"
+        seen = json.dumps([item, r1["response"], r2["response"]], ensure_ascii=False)
+        pid = f"p{k:04d}-{hashlib.sha256(seen.encode()).hexdigest()[:6]}"
         pairs.append({"pair_id": pid, "context": _context(a[item]["prompt"]),
                       "reply_1": r1["response"], "reply_2": r2["response"]})  # fmt: skip
         key.append({"pair_id": pid, "item_id": item,
@@ -64,7 +70,7 @@ def export_pairs(
                     "reply_2_system": names[1] if first_a else names[0]})  # fmt: skip
     paths = {
         "pairs": _write_csv(out / "pairs.csv", PAIR_FIELDS, pairs),
-        "key": _write_csv(out / "key.csv", KEY_FIELDS, key),
+        "key": _write_csv(Path(key_path or out / "key.csv"), KEY_FIELDS, key),
         "template": _write_csv(
             out / "ratings_template.csv",
             ("pair_id", "rater", *DIMENSIONS),
@@ -77,6 +83,7 @@ def export_pairs(
 
 
 def _write_csv(path: Path, fields: Sequence[str], rows: Iterable[dict]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(fields))
         writer.writeheader()

@@ -24,3 +24,26 @@ TABLE3 = {
         "profiles": 32,
     },
 }
+
+# SPEC §2.3: the paper's effect sizes, mean over its four backbones. Emotion accuracy in
+# percentage points, the five rubric dimensions on the judge's 1–5 scale.
+DELTAS = {
+    "kardia-r1 - sft": {
+        "emotion_accuracy": 0.3,
+        "relevance": 0.03,
+        "fluency": 0.02,
+        "empathy": 0.05,
+        "persona": 0.10,
+        "safety": 0.04,
+    },  # fmt: skip
+    "sft - raw": {
+        "emotion_accuracy": 59.3,
+        "relevance": 0.74,
+        "fluency": 0.58,
+        "empathy": 1.19,
+        "persona": 0.95,
+        "safety": 0.25,
+    },  # fmt: skip
+}
+EVAL_JUDGE = "GPT-5-mini"  # the paper's evaluation judge (its training judge: Qwen3-8B)
+HUMAN_EVAL = {"raters": 3, "cases": 160, "against": ("GPT-4o", "PsyLLM")}

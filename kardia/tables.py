@@ -88,11 +88,47 @@ def to_markdown(df, caption: str | None = None) -> str:
     return f"{caption}\n\n{text}" if caption else text
 
 
-def write_table(df, stem: str | Path, caption: str | None = None) -> list[Path]:
-    """Write ``<stem>.csv`` and ``<stem>.md``; return their paths."""
+_LATEX_SPECIAL = {"&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
+                  "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
+                  "\\": r"\textbackslash{}", "±": r"$\pm$", "−": "$-$", "ρ": r"$\rho$"}  # fmt: skip
+
+
+def latex_escape(text: object) -> str:
+    return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in str(text))
+
+
+def to_latex(df, caption: str | None = None, label: str | None = None) -> str:
+    """A booktabs ``table`` (needs ``\\usepackage{booktabs}``); cells as in ``to_markdown``."""
+    md_rows = to_markdown(df).splitlines()[2:]  # reuse its cell formatting, skip header + rule
+    head = [df.index.name or "", *map(str, df.columns)]
+    lines = [r"\begin{table}[t]", r"\centering"]
+    if caption:
+        lines.append(rf"\caption{{{latex_escape(caption)}}}")
+    if label:
+        lines.append(rf"\label{{{label}}}")
+    lines += [rf"\begin{{tabular}}{{l{'r' * len(df.columns)}}}", r"\toprule",
+              " & ".join(latex_escape(h) for h in head) + r" \\", r"\midrule"]  # fmt: skip
+    for row in md_rows:
+        cells = [c.strip() for c in row.strip().strip("|").split(" | ")]
+        lines.append(" & ".join(latex_escape(c) for c in cells) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+    return "\n".join(lines) + "\n"
+
+
+def write_table(
+    df, stem: str | Path, caption: str | None = None, *, latex: bool = False,
+    label: str | None = None,
+) -> list[Path]:  # fmt: skip
+    """Write ``<stem>.csv`` and ``<stem>.md`` (and ``<stem>.tex`` with ``latex``); return the
+    paths."""
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
     csv, md = stem.with_suffix(".csv"), stem.with_suffix(".md")
     df.to_csv(csv)
     md.write_text(to_markdown(df, caption), encoding="utf-8")
-    return [csv, md]
+    paths = [csv, md]
+    if latex:
+        tex = stem.with_suffix(".tex")
+        tex.write_text(to_latex(df, caption, label or f"tab:{stem.name}"), encoding="utf-8")
+        paths.append(tex)
+    return paths

@@ -56,10 +56,11 @@ def test_export_is_seeded_and_samples_only_shared_items(tmp_path):
 def test_form_has_one_choice_per_pair_and_dimension_and_escapes_text(tmp_path):
     a = {"t0": {"prompt": PROMPT, "response": "<script>alert(1)</script>"}}
     b = {"t0": {"prompt": PROMPT, "response": "fine"}}
-    form = export_pairs(a, b, tmp_path)["form"].read_text()
+    kit = export_pairs(a, b, tmp_path)
+    form, pid = kit["form"].read_text(), read(kit["key"])[0]["pair_id"]
     assert "<script>alert(1)</script>" not in form and "&lt;script&gt;" in form
     for d in DIMENSIONS:
-        assert form.count(f"name='p0001.{d}'") == 3  # reply 1 / tie / reply 2
+        assert form.count(f"name='{pid}.{d}'") == 3  # reply 1 / tie / reply 2
     assert "Download my ratings" in form and "ratings_${rater}.csv" in form
 
 
@@ -104,3 +105,14 @@ def test_bad_ratings_name_file_row_and_field(kit, tmp_path):
     path.write_text("pair_id,rater,relevance\np9999,r1,1\n")
     with pytest.raises(RatingsError, match="p9999"):
         import_ratings([path], kit["key"])
+
+
+def test_the_key_can_live_apart_and_ratings_of_another_kit_do_not_match(tmp_path):
+    a, b = systems()
+    kit = export_pairs(a, b, tmp_path / "kit", n=5, key_path=tmp_path / "secret/key.csv")
+    assert kit["key"] == tmp_path / "secret/key.csv" and not (tmp_path / "kit/key.csv").exists()
+    other = {k: {**v, "response": v["response"] + " (new run)"} for k, v in b.items()}
+    new = export_pairs(a, other, tmp_path / "new", n=5)
+    assert {r["pair_id"] for r in read(kit["key"])}.isdisjoint(
+        r["pair_id"] for r in read(new["key"])
+    )

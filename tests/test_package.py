@@ -51,7 +51,7 @@ def test_params_judge_builds(params):
 
 
 def test_params_rewards_are_the_papers(params):
-    funcs, weights = build_rewards(params["grpo"]["rewards"], judge=object())
+    funcs, weights = build_rewards(params["rewards"], judge=object())
     assert len(funcs) == 3
     assert weights == pytest.approx([1 / 3] * 3)
 

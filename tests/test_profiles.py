@@ -12,7 +12,8 @@ from kardia import profiles
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
-SHIPPED = sorted(p.stem for p in (ROOT / "configs" / "profiles").glob("*.yaml"))
+SHIPPED = sorted(p.stem for p in (ROOT / "configs" / "profiles").glob("paper-*.yaml"))
+ABLATIONS = sorted(p.stem for p in (ROOT / "configs" / "profiles").glob("ablation-*.yaml"))
 
 
 def test_the_four_paper_backbones_have_a_profile():
@@ -80,7 +81,7 @@ def test_main_dry_prints_the_dvc_command(capsys, monkeypatch):
 def test_main_unknown_profile_exits_2(capsys, monkeypatch):
     monkeypatch.chdir(ROOT)
     assert profiles.main(["no-such-profile", "--dry"]) == 2
-    assert "known: paper-gemma-2b" in capsys.readouterr().err
+    assert "paper-gemma-2b" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("stage", [2, 3])
@@ -88,3 +89,18 @@ def test_accelerate_configs_are_deepspeed_zero(stage):
     cfg = yaml.safe_load((ROOT / f"configs/accelerate/zero{stage}.yaml").read_text())
     assert cfg["distributed_type"] == "DEEPSPEED"
     assert cfg["deepspeed_config"]["zero_stage"] == stage and cfg["mixed_precision"] == "bf16"
+
+
+def test_the_ablations_change_one_thing_each():
+    assert ABLATIONS == ["ablation-no-emotion", "ablation-no-format", "ablation-no-rubric",
+                         "ablation-sft-only"]  # fmt: skip
+    flat = {n: profiles.flatten(profiles.load_profile(n, ROOT / "configs/profiles"), PARAMS)
+            for n in ABLATIONS}  # fmt: skip
+    assert flat["ablation-no-rubric"] == {"rewards.rubric": 0}
+    assert flat["ablation-no-emotion"] == {"rewards.emotion": 0}
+    assert flat["ablation-no-format"] == {"rewards.format": 0}
+    assert flat["ablation-sft-only"] == {"grpo.learning_rate": 0.0}
+    cmd = profiles.command(ROOT / "configs/profiles/ablation-no-rubric.yaml", ROOT / "params.yaml",
+                           ["--temp"])  # fmt: skip
+    assert cmd == ["dvc", "exp", "run", "-n", "ablation-no-rubric", "-S", "rewards.rubric=0",
+                   "--temp"]  # fmt: skip

@@ -56,3 +56,19 @@ def test_figures_are_written(tmp_path):
     for draw in (turns_per_dialogue, emotion_distribution, verdict_distribution):
         path = draw(SPLITS, tmp_path / f"{draw.__name__}.png")
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5000
+
+
+def test_latex_escapes_and_keeps_the_markdown_cells(tmp_path):
+    import pandas as pd
+
+    from kardia.tables import to_latex, write_table
+
+    df = pd.DataFrame({"Emo Acc (%)": ["12.0 ± 1.5", None], "a_b": [1234.0, 0.25]},
+                      index=pd.Index(["SFT", "R&D"], name="system"))  # fmt: skip
+    tex = to_latex(df, "Main & more", "tab:x")
+    assert r"\caption{Main \& more}" in tex and r"\label{tab:x}" in tex
+    assert r"system & Emo Acc (\%) & a\_b \\" in tex
+    assert r"SFT & 12.0 $\pm$ 1.5 & 1,234 \\" in tex and r"R\&D &  & 0.25 \\" in tex
+    assert tex.count(r"\toprule") == tex.count(r"\bottomrule") == 1
+    paths = write_table(df, tmp_path / "t", "c", latex=True)
+    assert [p.suffix for p in paths] == [".csv", ".md", ".tex"]

@@ -1,0 +1,260 @@
+"""Evaluation on the test split (SPEC §2.3): every system's replies, scored per item.
+
+Systems come from ``params.yaml`` (``evaluate.systems``), each a name and a kind:
+
+* ``backbone`` — the policy before any training: ``policy.backbone`` as loaded from its path or
+  hub id, or for ``tiny`` the same seeded random decoder the SFT stage starts from;
+* ``policy``   — a policy a stage saved (``models/sft``, ``models/grpo``);
+* ``openai``   — any model behind an OpenAI-compatible endpoint (GPT-4o-style baselines), sent the
+  same chat prompts, system message included.
+
+Every reply is scored by the *evaluation* judge (``eval_judge``, GPT-5-mini in the paper) and by
+the *training* judge (``judge``), so the report can say how far the two agree. A judge sees the
+reply a user would see: the response span, or for a reply without one the whole text with any
+span markup removed — a raw backbone or an external model is judged on what it says, and its
+format compliance is a separate metric.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from kardia.emotions import normalize_emotion
+from kardia.metrics import bootstrap_ci
+from kardia.rubric import DIMENSIONS, JudgeRequest
+from kardia.spans import parse_spans
+
+SYSTEM_KINDS = ("backbone", "policy", "openai")
+GENERATION_NAMESPACE = "kardia-eval-generation-v1"  # cache namespace of external systems' replies
+# judge keys that change the judgements (the rest are how requests are sent)
+JUDGE_IDENTITY = ("kind", "base_url", "model", "response_format")
+_MARKUP = re.compile(r"<\|[a-z_]+\|>|</?(?:understanding|reasoning|emotion|response)>")
+
+
+def test_rows(
+    turns: Sequence[dict], *, n: int | None, seed: int, history_exchanges: int | None
+) -> list[dict]:
+    """The test turns every system answers: a seeded sample of ``n`` (all when ``n`` is None),
+    prompts trimmed as in training, each with a stable ``item_id`` (``dialogue_id:turn``)."""
+    from kardia.training import prompt_rows, spread
+
+    rows = prompt_rows(turns, history_exchanges=history_exchanges)
+    for row, turn in zip(rows, turns, strict=True):
+        row["item_id"] = f"{turn['dialogue_id']}:{turn['turn']}"
+        row["difficulty"] = turn.get("difficulty")
+    return spread(rows, n, seed)
+
+
+def visible_reply(text: str) -> str:
+    """What the user would read: the response span, else the text without span markup."""
+    spans = parse_spans(text)
+    if spans.response is not None:
+        return spans.response
+    return " ".join(_MARKUP.sub(" ", text).split())
+
+
+def check_systems(systems: Mapping[str, Mapping]) -> None:
+    """Refuse a malformed ``evaluate.systems`` before anything is generated."""
+    if not systems:
+        raise ValueError("evaluate.systems is empty: name at least one system")
+    for name, spec in systems.items():
+        kind = (spec or {}).get("kind")
+        if kind not in SYSTEM_KINDS:
+            raise ValueError(f"evaluate.systems.{name}.kind is {kind!r}; expected {SYSTEM_KINDS}")
+        need = {"policy": ("path",), "openai": ("base_url", "model")}.get(kind, ())
+        missing = [k for k in need if not spec.get(k)]
+        if missing:
+            raise ValueError(f"evaluate.systems.{name} ({kind}) needs {', '.join(missing)}")
+
+
+def generate_system(
+    spec: Mapping,
+    rows: Sequence[dict],
+    *,
+    policy: dict,
+    data_dir: str | Path,
+    max_new_tokens: int,
+    batch_size: int = 32,
+    seed: int = 0,
+) -> tuple[list[str], int]:
+    """One greedy reply per row from the system ``spec``; returns the replies and how many could
+    not be generated (an external call that failed every retry gives an empty reply)."""
+    prompts = [r["prompt"] for r in rows]
+    kind = spec["kind"]
+    if kind == "openai":
+        return _openai_generate(spec, prompts, max_new_tokens=max_new_tokens, seed=seed)
+    gen = {"max_new_tokens": max_new_tokens, "batch_size": batch_size, "seed": seed}
+    if kind == "policy":
+        from kardia.generation import generate_from
+
+        return generate_from(str(spec["path"]), policy, prompts, **gen), 0
+    return _backbone_generate(policy, data_dir, prompts, gen), 0
+
+
+def _backbone_generate(policy: dict, data_dir, prompts, gen: dict) -> list[str]:
+    from kardia.generation import hf_generate, vllm_generate
+    from kardia.models import create_policy, dialogue_texts, rollout_backend, training_backend
+
+    backbone = policy["backbone"]
+    if backbone != "tiny" and rollout_backend() == "vllm":
+        return vllm_generate(backbone, prompts, max_new_tokens=gen["max_new_tokens"],
+                             seed=gen["seed"])  # fmt: skip
+    import torch
+
+    from kardia.data import read_splits
+
+    corpus = None
+    if backbone == "tiny":  # the decoder the sft stage starts from: same seed, same tokenizer
+        corpus = dialogue_texts(read_splits(data_dir, "dialogues")["train"])
+    torch.manual_seed(gen["seed"])
+    model, tokenizer = create_policy(
+        {**policy, "finetune": "full"}, corpus=corpus, seed=gen["seed"], backend=training_backend()
+    )
+    return hf_generate(model, tokenizer, prompts, **gen)
+
+
+def _openai_generate(spec: Mapping, prompts, *, max_new_tokens: int, seed: int):
+    from kardia.client import ChatClient
+
+    client = ChatClient(
+        spec["base_url"],
+        spec["model"],
+        api_key_env=spec.get("api_key_env"),
+        concurrency=int(spec.get("concurrency", 16)),
+        timeout_s=float(spec.get("timeout_s", 120)),
+        max_retries=int(spec.get("max_retries", 3)),
+        cache_path=spec.get("cache_path"),
+        temperature=0.0,
+        seed=seed,
+        max_tokens=int(spec.get("max_tokens") or max_new_tokens),
+    )
+    replies = client.complete(
+        [list(p) for p in prompts], _non_empty, namespace=GENERATION_NAMESPACE
+    )
+    return [r or "" for r in replies], sum(r is None for r in replies)
+
+
+def _non_empty(text: str) -> str:
+    if not text.strip():
+        raise ValueError("empty reply")  # retried like a transport error
+    return text.strip()
+
+
+def judge_identity(cfg: Mapping) -> tuple:
+    """What makes two judge configs give the same judgements (not how requests are sent)."""
+    return (
+        tuple(cfg.get(k) for k in JUDGE_IDENTITY) if cfg.get("kind") != "offline" else ("offline",)
+    )
+
+
+def judge_replies(judge, rows: Sequence[dict], texts: Sequence[str]) -> list[dict | None]:
+    """Each reply's five scores (``{dimension: 1..5}``) from ``judge``, None where it failed."""
+    from kardia.rewards import _history
+
+    requests = [
+        JudgeRequest(
+            persona=str(r.get("person") or ""),
+            situation=str(r.get("situation") or ""),
+            history=_history(r["prompt"]),
+            response=visible_reply(t),
+            emotion=r.get("emotion"),
+        )
+        for r, t in zip(rows, texts, strict=True)
+    ]
+    return [None if j is None else dict(j.scores) for j in judge.score(requests)] if rows else []
+
+
+def item_records(
+    system: str,
+    rows: Sequence[dict],
+    texts: Sequence[str],
+    eval_scores: Sequence[dict | None],
+    train_scores: Sequence[dict | None],
+    failed: Sequence[bool] | None = None,
+) -> list[dict]:
+    """One JSON-ready record per test item: the reply, what it got right, both judges' scores."""
+    out = []
+    failed = failed or [False] * len(rows)
+    for r, text, ev, tr, gen_failed in zip(rows, texts, eval_scores, train_scores, failed,
+                                           strict=True):  # fmt: skip
+        spans = parse_spans(text)
+        predicted = normalize_emotion(spans.emotion) if spans.emotion else None
+        out.append(
+            {
+                "item_id": r["item_id"],
+                "system": system,
+                "emotion": r["emotion"],
+                "difficulty": r.get("difficulty"),
+                "format_ok": spans.complete,
+                "predicted_emotion": predicted,
+                "emotion_ok": predicted is not None
+                and predicted == normalize_emotion(r["emotion"]),
+                "response_words": len(visible_reply(text).split()),
+                "generation_failed": bool(gen_failed),
+                "eval_scores": ev,
+                "train_scores": tr,
+                "reply": text,
+            }
+        )
+    return out
+
+
+def rubric_mean(scores: Mapping[str, int]) -> float:
+    """The five dimensions as one number on the reward's scale: (mean − 1) / 4."""
+    return (sum(scores[d] for d in DIMENSIONS) / len(DIMENSIONS) - 1) / 4
+
+
+def system_metrics(
+    items: Sequence[dict], *, resamples: int = 1000, confidence: float = 0.95, seed: int = 0
+) -> dict:
+    """Per-system metrics, each ``{"mean", "low", "high"}`` (percentile bootstrap over items):
+    emotion accuracy and format compliance in %, the five dimensions on 1–5 (items the
+    evaluation judge scored), the rubric on [0, 1], response words; plus counts of items, judge
+    failures and generation failures."""
+
+    def ci(values) -> dict:
+        mean, low, high = bootstrap_ci(list(values), resamples=resamples,
+                                       confidence=confidence, seed=seed)  # fmt: skip
+        return {"mean": mean, "low": low, "high": high}
+
+    judged = [i["eval_scores"] for i in items if i["eval_scores"] is not None]
+    out = {
+        "n": len(items),
+        "emotion_accuracy": ci(100.0 * i["emotion_ok"] for i in items),
+        **{d: ci(s[d] for s in judged) for d in DIMENSIONS},
+        "rubric": ci(rubric_mean(s) for s in judged),
+        "format_compliance": ci(100.0 * i["format_ok"] for i in items),
+        "response_words": ci(i["response_words"] for i in items),
+        "judged": len(judged),
+        "judge_failures": len(items) - len(judged),
+        "generation_failures": sum(i["generation_failed"] for i in items),
+    }
+    return out
+
+
+def write_jsonl(records: Sequence[dict], path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", encoding="utf-8") as f:
+        for rec in records:
+            f.write(json.dumps(rec, ensure_ascii=False) + "\n")
+    tmp.replace(path)
+    return path
+
+
+def read_generations(folder: str | Path) -> list[dict]:
+    """Every system's per-item records from ``results/generations/*.jsonl``."""
+    files = sorted(Path(folder).glob("*.jsonl"))
+    if not files:
+        raise FileNotFoundError(f"no generations in {folder}: run the evaluate stage first")
+    return [json.loads(line) for f in files for line in f.open(encoding="utf-8") if line.strip()]
+
+
+def human_eval_items(rows: Sequence[dict], texts: Sequence[str]) -> dict[str, dict]:
+    """``{item_id: {"prompt", "response"}}`` for ``kardia.human_eval.export_pairs``."""
+    return {r["item_id"]: {"prompt": r["prompt"], "response": visible_reply(t)}
+            for r, t in zip(rows, texts, strict=True)}  # fmt: skip

@@ -1,0 +1,293 @@
+"""The report stage's logic: the paper's tables from ``results/`` alone, and the README section.
+
+Everything here reads what the evaluate stage wrote (``results/metrics/evaluate.json``, the
+per-item records in ``results/generations/``, ``results/metrics/probes.csv``) and what earlier
+stages left in ``results/``; nothing loads a model or calls a judge.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from kardia.metrics import bootstrap_ci, judge_agreement
+from kardia.paper import DELTAS
+from kardia.rubric import DIMENSIONS
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+SYSTEM_LABELS = {"raw": "Raw backbone", "sft": "SFT", "kardia-r1": "Kardia-R1"}
+# Table 2 of the paper: emotion accuracy (%) and the five rubric dimensions (1–5)
+AXES = (
+    ("emotion_accuracy", "Emo Acc (%)"),
+    ("relevance", "Relevance"),
+    ("fluency", "Fluency"),
+    ("empathy", "Empathy"),
+    ("persona", "Persona"),
+    ("safety", "Safety"),
+)
+# what we add beside them
+EXTRA = (
+    ("format_compliance", "Format (%)"),
+    ("response_words", "Words"),
+    ("judge_failures", "Judge failures"),
+)
+DELTA_PAIRS = (("kardia-r1", "sft"), ("sft", "raw"))
+
+
+def label(system: str) -> str:
+    return SYSTEM_LABELS.get(system, system)
+
+
+def _decimals(metric: str) -> int:
+    return 1 if metric in ("emotion_accuracy", "format_compliance", "response_words") else 2
+
+
+def table2(evaluation: Mapping) -> pd.DataFrame:
+    """Systems × metrics, canonical form: ``<metric>``, ``<metric>_low``, ``<metric>_high`` for
+    every metric with a CI, plus the item and failure counts."""
+    import pandas as pd
+
+    rows = {}
+    for system, m in evaluation["systems"].items():
+        row: dict[str, float] = {}
+        for key, _ in AXES + EXTRA[:2]:
+            row[key], row[f"{key}_low"], row[f"{key}_high"] = (
+                m[key][k] for k in ("mean", "low", "high")
+            )
+        row.update(n=m["n"], judge_failures=m["judge_failures"],
+                   generation_failures=m["generation_failures"])  # fmt: skip
+        rows[label(system)] = row
+    df = pd.DataFrame.from_dict(rows, orient="index")
+    df.index.name = "system"
+    return df
+
+
+def table2_display(t2, extra: bool = True) -> pd.DataFrame:
+    """Table 2 as printed: ``mean [low, high]`` per cell."""
+    import pandas as pd
+
+    cols = {}
+    for key, name in AXES + (EXTRA[:2] if extra else ()):
+        d = _decimals(key)
+        cols[name] = [f"{r[key]:.{d}f} [{r[key + '_low']:.{d}f}, {r[key + '_high']:.{d}f}]"
+                      if r[key] == r[key] else "n/a" for _, r in t2.iterrows()]  # fmt: skip
+    if extra:
+        cols["Judge failures"] = [str(int(v)) for v in t2["judge_failures"]]
+    out = pd.DataFrame(cols, index=t2.index)
+    out.index.name = "system"
+    return out
+
+
+def item_frame(items: Sequence[Mapping], order: Sequence[str] = ()) -> pd.DataFrame:
+    """One row per (system, item): emotion correctness (0/100), each dimension from the
+    evaluation judge (NaN where it failed), format, words. Systems come in ``order`` (the
+    order of ``evaluate.systems``), any others after them."""
+    import pandas as pd
+
+    rows = []
+    for i in items:
+        ev = i.get("eval_scores") or {}
+        rows.append({"system": i["system"], "item_id": i["item_id"], "emotion": i["emotion"],
+                     "emotion_accuracy": 100.0 * i["emotion_ok"],
+                     "format_compliance": 100.0 * i["format_ok"],
+                     "response_words": i["response_words"],
+                     **{d: ev.get(d, float("nan")) for d in DIMENSIONS}})  # fmt: skip
+    frame = pd.DataFrame(rows)
+    rank = {s: k for k, s in enumerate(order)}
+    key = frame["system"].map(lambda s: rank.get(s, len(rank)))
+    return frame.iloc[key.argsort(kind="stable")].reset_index(drop=True)
+
+
+def deltas(frame, *, resamples: int = 1000, confidence: float = 0.95, seed: int = 0):
+    """Kardia-R1 − SFT and SFT − raw per Table 2 metric: the mean paired difference over the
+    items both systems answered with its bootstrap CI, beside the paper's reported delta."""
+    import pandas as pd
+
+    rows = []
+    systems = set(frame["system"])
+    for a, b in DELTA_PAIRS:
+        if not {a, b} <= systems:
+            continue
+        wide = frame[frame["system"].isin([a, b])].pivot(index="item_id", columns="system")
+        for key, name in AXES:
+            diff = (wide[(key, a)] - wide[(key, b)]).tolist()
+            mean, low, high = bootstrap_ci(diff, resamples=resamples, confidence=confidence,
+                                           seed=seed)  # fmt: skip
+            rows.append({"comparison": f"{label(a)} − {label(b)}", "metric": name,
+                         "ours": mean, "low": low, "high": high,
+                         "paper": DELTAS[f"{a} - {b}"][key]})  # fmt: skip
+    return pd.DataFrame(rows, columns=["comparison", "metric", "ours", "low", "high", "paper"])
+
+
+def deltas_display(d) -> pd.DataFrame:
+    import pandas as pd
+
+    out = pd.DataFrame(
+        {
+            "comparison": d["comparison"],
+            "metric": d["metric"],
+            "ours [95% CI]": [
+                f"{r.ours:+.2f} [{r.low:+.2f}, {r.high:+.2f}]" if r.ours == r.ours else "n/a"
+                for r in d.itertuples()
+            ],  # fmt: skip
+            "paper": [f"{v:+.2f}" for v in d["paper"]],
+        }
+    )
+    return out.set_index("comparison")
+
+
+def per_emotion(frame) -> pd.DataFrame:
+    """Emotion accuracy (%) per gold label (rows) and system (columns), with the item count."""
+    table = frame.pivot_table(index="emotion", columns="system", values="emotion_accuracy",
+                              aggfunc="mean")  # fmt: skip
+    table = table[[s for s in frame["system"].unique()]].rename(columns=label)
+    n = frame.groupby("emotion")["item_id"].nunique()
+    table.insert(0, "n", n)
+    return table
+
+
+def agreement(items: Sequence[Mapping]) -> pd.DataFrame:
+    """Training judge vs evaluation judge on the same replies (all systems pooled)."""
+    import pandas as pd
+
+    result = judge_agreement([i.get("train_scores") for i in items],
+                             [i.get("eval_scores") for i in items])  # fmt: skip
+    df = pd.DataFrame.from_dict(result, orient="index")
+    df.index.name = "dimension"
+    return df
+
+
+def agreement_display(df) -> pd.DataFrame:
+    out = df.copy()
+    out["spearman"] = [f"{v:.3f}" if v == v else "n/a (constant scores)" for v in df["spearman"]]
+    out["exact"] = [f"{100 * v:.1f} %" for v in df["exact"]]
+    return out.rename(columns={"spearman": "Spearman ρ", "exact": "exact agreement"})
+
+
+def probe_display(probes) -> pd.DataFrame:
+    """The probe table (``kardia.probes.probe_table``) rounded, with an at-or-above-honest flag."""
+    from kardia.probes import probe_table
+
+    table = probe_table(probes.to_dict("records")).round(3)
+    for col in [c for c in table.columns if c.startswith("vs_honest[")]:
+        judge = col[len("vs_honest[") : -1]
+        table[f"hole[{judge}]"] = [
+            "yes" if v >= 0 and p != "honest" else ""
+            for p, v in zip(table.index, table[col], strict=True)
+        ]
+    return table
+
+
+def human_eval_table(ratings_dir: str | Path, key: str | Path):
+    """The win/tie/loss table from filled-in ratings, or None when there are none yet."""
+    from kardia.human_eval import import_ratings, win_tie_loss
+
+    files = sorted(Path(ratings_dir).glob("*.csv"))
+    if not files:
+        return None
+    table = win_tie_loss(import_ratings(files, key)).set_index("dimension").round(1)
+    return table
+
+
+def ablation_table(runs, evaluation: Mapping):
+    """The Kardia-R1 row of each ablation experiment beside this run's Kardia-R1 and SFT, or
+    None when no experiment has been collected (``scripts/ablations``)."""
+    import pandas as pd
+
+    if runs is None or runs.empty:
+        return None
+    rows = []
+    for system, name in (("kardia-r1", "this run: Kardia-R1"), ("sft", "this run: SFT only")):
+        m = evaluation["systems"].get(system)
+        if m is not None:
+            rows.append({"run": name, **{k: m[k]["mean"] for k, _ in AXES},
+                         "rubric": m["rubric"]["mean"]})  # fmt: skip
+    base = pd.DataFrame(rows)
+    cols = ["run", "rewards", *[k for k, _ in AXES], "rubric"]
+    table = pd.concat([base, runs[[c for c in cols if c in runs]]], ignore_index=True)
+    return table.set_index("run").rename(columns=dict(AXES)).round(2)
+
+
+# --- README -------------------------------------------------------------------------------------
+
+
+def replace_block(text: str, name: str, content: str) -> str:
+    """Replace what lies between ``<!-- name:start -->`` and ``<!-- name:end -->``."""
+    pattern = re.compile(rf"(<!-- {name}:start -->\n).*?(<!-- {name}:end -->)", re.S)
+    if not pattern.search(text):
+        raise ValueError(f"no <!-- {name}:start --> … <!-- {name}:end --> block to regenerate")
+    return pattern.sub(lambda m: m.group(1) + content.rstrip("\n") + "\n" + m.group(2), text)
+
+
+def judge_note(evaluation: Mapping) -> str:
+    """Which judges produced the numbers, and the embedded default's caveat."""
+    ev, tr = evaluation["eval_judge"], evaluation["train_judge"]
+    lines = [f"Scored by the **evaluation judge `{ev}`**; rewards during training came from the "
+             f"**training judge `{tr}`**" + (" (the same judge)." if evaluation.get("same_judge")
+                                             else ".")]  # fmt: skip
+    caveats = []
+    if evaluation.get("backbone") == "tiny":
+        caveats.append("a tiny policy (~0.75 M parameters, trained from scratch on CPU in minutes)")
+    if "offline" in ev.lower():
+        caveats.append("the offline proxy judge (all-MiniLM-L6-v2 + lexicons)")
+    if caveats:
+        what = " and ".join(caveats)
+        lines.append(
+            ("**Embedded default:** " if len(caveats) == 2 else "**Caveat:** ")
+            + what[0].upper()
+            + what[1:]
+            + ". These numbers show the pipeline working end to end; they are not comparable with "
+            "the paper's, which used 2–7 B backbones and GPT-5-mini as the evaluation judge."
+        )
+    return " ".join(lines)
+
+
+def write_optional(df, stem: str | Path, caption: str, empty: str) -> list[Path]:
+    """Write a table that may have no rows yet: CSV header only and ``empty`` as the Markdown."""
+    from kardia.tables import write_table
+
+    if df is not None and not df.empty:
+        return write_table(df, stem, caption)
+    stem = Path(stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    columns = list(df.columns) if df is not None else []
+    stem.with_suffix(".csv").write_text(",".join(["", *columns]) + "\n")
+    stem.with_suffix(".md").write_text(f"{caption}\n\n{empty}\n")
+    return [stem.with_suffix(".csv"), stem.with_suffix(".md")]
+
+
+def results_section(evaluation: Mapping, md: Mapping[str, str]) -> str:
+    """The README's results block: the judge note, Table 2, the radar, the deltas, judge
+    agreement, probes, and the ablation / human tables when they have rows."""
+    n = evaluation["test_items"]
+    conf = round(100 * evaluation["confidence"])
+    parts = [
+        "_Regenerated by the `report` stage from `results/` (`dvc repro`); do not edit by hand._",
+        "> " + judge_note(evaluation),
+        f"**Table 2** — {n} test turns, greedy replies, mean [{conf}% bootstrap CI] "
+        "(`results/tables/table2_main.{csv,md,tex}`):",
+        md["table2"],
+        "![Figure 1: radar of the six Table 2 axes per system](results/figures/fig1_radar.png)",
+        "**Deltas** beside the paper's (mean of its four backbones; ours: paired bootstrap over "
+        "the same test turns; `results/tables/deltas.*`):",
+        md["deltas"],
+        "**Judge agreement** — training judge vs evaluation judge on the same replies "
+        "(`results/tables/judge_agreement.*`):",
+        md["agreement"],
+        "**Reward-hacking probes** — adversarial replies against the honest gold reply; `hole` "
+        "marks a probe that earns at least the honest total (`results/tables/reward_probes.*`):",
+        md["probes"],
+    ]
+    for key, title in (("ablations", "Ablations"), ("human_eval", "Human evaluation")):
+        if md.get(key):
+            parts += [f"**{title}:**", md[key]]
+    parts.append(
+        "Also regenerated: `results/tables/per_emotion_accuracy.*`, "
+        "`results/tables/table3_dataset_stats.tex`, `results/figures/fig_score_distributions.png`, "
+        "`results/figures/fig_per_emotion.png`, `results/figures/fig_training_curves.png`."
+    )
+    return "\n\n".join(p.strip("\n") for p in parts) + "\n"

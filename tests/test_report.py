@@ -1,0 +1,189 @@
+"""kardia.report: Table 2, paired deltas beside the paper's, per-emotion accuracy, judge
+agreement, probes, the optional ablation and human tables, figures, and the README block."""
+
+from __future__ import annotations
+
+import csv
+
+import pandas as pd
+import pytest
+
+from kardia import figures, report
+from kardia.evaluation import item_records, system_metrics
+from kardia.human_eval import export_pairs
+from kardia.paper import DELTAS
+from kardia.rubric import DIMENSIONS
+from kardia.spans import render_spans
+
+PROMPT = [{"role": "system", "content": "profile"}, {"role": "user", "content": "My dog died."}]
+
+
+def reply(emotion: str) -> str:
+    return render_spans("They are sad.", "Loss hurts.", emotion, "I'm so sorry.")
+
+
+def items_for(system: str, n: int, *, right: int, score: int, train_shift: int = 0) -> list[dict]:
+    """``n`` items; the first ``right`` name the gold emotion; every dimension gets ``score``."""
+    rows = [{"item_id": f"d{i}:0", "emotion": "sad" if i % 2 else "proud", "prompt": PROMPT}
+            for i in range(n)]  # fmt: skip
+    texts = [reply(r["emotion"] if i < right else "angry") for i, r in enumerate(rows)]
+    ev = [{d: score if i % 3 else max(1, score - 1) for d in DIMENSIONS} for i in range(n)]
+    tr = [{d: min(5, s[d] + train_shift) for d in DIMENSIONS} for s in ev]
+    return item_records(system, rows, texts, ev, tr)
+
+
+@pytest.fixture(scope="module")
+def items() -> list[dict]:
+    return (items_for("raw", 30, right=0, score=1) + items_for("sft", 30, right=15, score=3)
+            + items_for("kardia-r1", 30, right=18, score=4))  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def evaluation(items) -> dict:
+    systems = {}
+    for s in ("raw", "sft", "kardia-r1"):
+        systems[s] = system_metrics([i for i in items if i["system"] == s], resamples=200)
+    return {"systems": systems, "test_items": 30, "confidence": 0.95, "same_judge": False,
+            "eval_judge": "OpenAICompatibleJudge(model='gpt-5-mini')",
+            "train_judge": "OpenAICompatibleJudge(model='Qwen3-8B')", "backbone": "Qwen/x",
+            "probe_cases": 2}  # fmt: skip
+
+
+def test_table2_has_every_axis_with_its_ci_in_system_order(evaluation):
+    t2 = report.table2(evaluation)
+    assert list(t2.index) == ["Raw backbone", "SFT", "Kardia-R1"]
+    assert t2.loc["SFT", "emotion_accuracy"] == pytest.approx(50.0)
+    assert t2.loc["Kardia-R1", "emotion_accuracy"] == pytest.approx(60.0)
+    for key, _ in report.AXES:
+        assert (t2[f"{key}_low"] <= t2[key]).all() and (t2[key] <= t2[f"{key}_high"]).all()
+    shown = report.table2_display(t2)
+    assert list(shown.columns)[:6] == [name for _, name in report.AXES]
+    assert shown.loc["SFT", "Emo Acc (%)"].startswith("50.0 [")
+    assert shown.loc["Raw backbone", "Judge failures"] == "0"
+
+
+def test_deltas_are_paired_differences_beside_the_papers(items):
+    d = report.deltas(report.item_frame(items), resamples=300)
+    assert list(d["comparison"].unique()) == ["Kardia-R1 − SFT", "SFT − Raw backbone"]
+    row = d[(d["comparison"] == "Kardia-R1 − SFT") & (d["metric"] == "Relevance")].iloc[0]
+    # every item moved by exactly +1: the paired CI has no width
+    assert (row["ours"], row["low"], row["high"]) == (1.0, 1.0, 1.0)
+    assert row["paper"] == DELTAS["kardia-r1 - sft"]["relevance"]
+    emo = d[(d["comparison"] == "SFT − Raw backbone") & (d["metric"] == "Emo Acc (%)")].iloc[0]
+    assert emo["ours"] == pytest.approx(50.0) and emo["low"] < 50 < emo["high"]
+    assert emo["paper"] == 59.3
+    shown = report.deltas_display(d)
+    assert shown.iloc[0]["ours [95% CI]"].startswith("+")
+
+
+def test_deltas_skip_a_comparison_whose_systems_were_not_evaluated(items):
+    only = [i for i in items if i["system"] in ("sft", "kardia-r1")]
+    d = report.deltas(report.item_frame(only), resamples=50)
+    assert set(d["comparison"]) == {"Kardia-R1 − SFT"} and len(d) == 6
+
+
+def test_per_emotion_accuracy_per_label_and_system(items):
+    t = report.per_emotion(report.item_frame(items))
+    assert list(t.columns) == ["n", "Raw backbone", "SFT", "Kardia-R1"]
+    assert t.loc["sad", "n"] == 15 and (t["Raw backbone"] == 0).all()
+    # sft: items 0..14 right; odd ids are sad -> 7 of 15 sad right
+    assert t.loc["sad", "SFT"] == pytest.approx(100 * 7 / 15)
+
+
+def test_agreement_pools_all_systems_and_sees_a_shift(items):
+    a = report.agreement(items)
+    assert list(a.index) == list(DIMENSIONS) and (a["n"] == 90).all()
+    assert (a["spearman"] > 0.9).all() and (a["exact"] == 1.0).all()
+    shifted = items_for("sft", 30, right=0, score=3, train_shift=1)
+    b = report.agreement(shifted)
+    assert (b["exact"] == 0.0).all() and b["spearman"].tolist() == pytest.approx([1.0] * 5)
+    shown = report.agreement_display(b)
+    assert shown["exact agreement"].iloc[0] == "0.0 %"
+
+
+def test_probe_display_flags_probes_at_or_above_honest():
+    rows = [{"case": 0, "probe": "honest", "format": 1, "total[train]": 0.5},
+            {"case": 0, "probe": "keyword_stuffing", "format": 1, "total[train]": 0.6},
+            {"case": 0, "probe": "no_spans", "format": 0, "total[train]": 0.0}]  # fmt: skip
+    t = report.probe_display(pd.DataFrame(rows))
+    assert list(t["hole[train]"]) == ["", "yes", ""]
+    assert t.loc["keyword_stuffing", "vs_honest[train]"] == pytest.approx(0.1)
+
+
+def test_human_table_is_none_without_ratings_and_counts_them_with(tmp_path):
+    a = {f"t{i}": {"prompt": PROMPT, "response": f"A{i}"} for i in range(6)}
+    b = {f"t{i}": {"prompt": PROMPT, "response": f"B{i}"} for i in range(6)}
+    kit = export_pairs(a, b, tmp_path / "kit", n=6, names=("kardia-r1", "sft"),
+                       key_path=tmp_path / "key.csv")  # fmt: skip
+    (tmp_path / "ratings").mkdir()
+    assert report.human_eval_table(tmp_path / "ratings", kit["key"]) is None
+    with kit["key"].open() as f:
+        key = list(csv.DictReader(f))
+    with (tmp_path / "ratings/ratings_r1.csv").open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["pair_id", "rater", *DIMENSIONS])
+        w.writeheader()
+        for k in key:  # always prefer kardia-r1
+            ours = "1" if k["reply_1_system"] == "kardia-r1" else "2"
+            w.writerow({"pair_id": k["pair_id"], "rater": "r1", **dict.fromkeys(DIMENSIONS, ours)})
+    t = report.human_eval_table(tmp_path / "ratings", kit["key"])
+    assert (t["win"] == 100.0).all() and (t["ratings"] == 6).all() and (t["raters"] == 1).all()
+
+
+def test_ablation_table_only_when_runs_exist(evaluation):
+    from kardia.ablations import COLUMNS
+
+    assert report.ablation_table(pd.DataFrame(columns=list(COLUMNS)), evaluation) is None
+    runs = pd.DataFrame([{"run": "no-rubric", "rewards": "format=0.33, emotion=0.33, rubric=0",
+                          "emotion_accuracy": 40.0, **dict.fromkeys(DIMENSIONS, 2.0),
+                          "rubric": 0.25}])  # fmt: skip
+    t = report.ablation_table(runs, evaluation)
+    assert list(t.index) == ["this run: Kardia-R1", "this run: SFT only", "no-rubric"]
+    assert t.loc["no-rubric", "Emo Acc (%)"] == 40.0
+    assert t.loc["this run: Kardia-R1", "Emo Acc (%)"] == pytest.approx(60.0)
+
+
+def test_replace_block_regenerates_between_markers_only():
+    text = "intro\n<!-- results:start -->\nold\n<!-- results:end -->\noutro\n"
+    once = report.replace_block(text, "results", "new table\n")
+    assert once == "intro\n<!-- results:start -->\nnew table\n<!-- results:end -->\noutro\n"
+    assert report.replace_block(once, "results", "new table") == once  # idempotent
+    with pytest.raises(ValueError, match="results:start"):
+        report.replace_block("no markers", "results", "x")
+
+
+def test_the_results_section_names_the_judges_and_flags_the_embedded_default(evaluation):
+    md = {k: f"| {k} |" for k in ("table2", "deltas", "agreement", "probes")}
+    section = report.results_section(evaluation, {**md, "ablations": "", "human_eval": ""})
+    assert "gpt-5-mini" in section and "Qwen3-8B" in section and "fig1_radar.png" in section
+    assert "Embedded default" not in section and "Ablations" not in section
+    offline = {**evaluation, "eval_judge": "OfflineJudge()", "train_judge": "OfflineJudge()",
+               "same_judge": True, "backbone": "tiny"}  # fmt: skip
+    section = report.results_section(offline, {**md, "ablations": "| a |"})
+    assert "Embedded default" in section and "the same judge" in section
+    assert "**Ablations:**" in section and "| a |" in section
+
+
+def test_write_optional_writes_a_note_when_there_are_no_rows(tmp_path):
+    paths = report.write_optional(None, tmp_path / "t", "Caption", "Nothing yet.")
+    assert paths[1].read_text() == "Caption\n\nNothing yet.\n"
+    df = pd.DataFrame({"x": [1]}, index=pd.Index(["a"], name="run"))
+    paths = report.write_optional(df, tmp_path / "u", "Caption", "Nothing yet.")
+    assert "| a | 1 |" in paths[1].read_text()
+
+
+def test_the_report_figures_are_written(tmp_path, evaluation, items):
+    frame = report.item_frame(items)
+    t2 = report.table2(evaluation)
+    paths = [
+        figures.radar(t2, tmp_path / "radar.png", report.AXES),
+        figures.score_distributions(frame, tmp_path / "dist.png", DIMENSIONS),
+        figures.per_emotion_heatmap(report.per_emotion(frame), tmp_path / "emo.png"),
+    ]
+    sft = pd.DataFrame({"step": range(1, 21), "loss": [5 - i / 10 for i in range(20)]})
+    grpo = pd.DataFrame({"step": [1, 2, 3], "reward": [0.1, 0.2, 0.3],
+                         "rewards/format_reward/mean": [0.5, 0.6, 0.7]})  # fmt: skip
+    dev = pd.DataFrame({"step": [0, 2], "total": [0.3, 0.4], "rubric": [0.2, 0.3],
+                        "kept": [False, True]})  # fmt: skip
+    paths.append(figures.training_curves(sft, grpo, dev, tmp_path / "train.png"))
+    for p in paths:
+        assert p.stat().st_size > 5000, p
