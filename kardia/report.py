@@ -238,8 +238,7 @@ def judge_note(evaluation: Mapping) -> str:
         what = " and ".join(caveats)
         lines.append(
             ("**Embedded default:** " if len(caveats) == 2 else "**Caveat:** ")
-            + what[0].upper()
-            + what[1:]
+            + what
             + ". These numbers show the pipeline working end to end; they are not comparable with "
             "the paper's, which used 2–7 B backbones and GPT-5-mini as the evaluation judge."
         )
