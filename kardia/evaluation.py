@@ -143,6 +143,18 @@ def _non_empty(text: str) -> str:
     return text.strip()
 
 
+def free_memory() -> None:
+    """Drop the last system's model before the next one loads (each vLLM engine or HF model is
+    a local of ``generate_system``; on a GPU its memory returns only after a collection)."""
+    import gc
+    import sys
+
+    gc.collect()
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
 def judge_identity(cfg: Mapping) -> tuple:
     """What makes two judge configs give the same judgements (not how requests are sent)."""
     return (

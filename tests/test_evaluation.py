@@ -202,3 +202,7 @@ def test_human_eval_items_hold_the_prompt_and_the_visible_reply(rows):
     items = ev.human_eval_items(rows[:1], [GOOD])
     assert items == {rows[0]["item_id"]: {"prompt": rows[0]["prompt"],
                                           "response": "I'm so sorry about your dog."}}  # fmt: skip
+
+
+def test_free_memory_runs_without_a_gpu():
+    ev.free_memory()  # gc + (with CUDA) empty_cache; must not need torch to be imported
