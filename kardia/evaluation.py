@@ -79,9 +79,9 @@ def generate_system(
     max_new_tokens: int,
     batch_size: int = 32,
     seed: int = 0,
-) -> tuple[list[str], int]:
-    """One greedy reply per row from the system ``spec``; returns the replies and how many could
-    not be generated (an external call that failed every retry gives an empty reply)."""
+) -> tuple[list[str], list[bool]]:
+    """One greedy reply per row from the system ``spec``, and per row whether it could not be
+    generated (an external call that failed every retry: its reply is empty and counted)."""
     prompts = [r["prompt"] for r in rows]
     kind = spec["kind"]
     if kind == "openai":
@@ -90,8 +90,10 @@ def generate_system(
     if kind == "policy":
         from kardia.generation import generate_from
 
-        return generate_from(str(spec["path"]), policy, prompts, **gen), 0
-    return _backbone_generate(policy, data_dir, prompts, gen), 0
+        texts = generate_from(str(spec["path"]), policy, prompts, **gen)
+    else:
+        texts = _backbone_generate(policy, data_dir, prompts, gen)
+    return texts, [False] * len(texts)
 
 
 def _backbone_generate(policy: dict, data_dir, prompts, gen: dict) -> list[str]:
@@ -134,7 +136,7 @@ def _openai_generate(spec: Mapping, prompts, *, max_new_tokens: int, seed: int):
     replies = client.complete(
         [list(p) for p in prompts], _non_empty, namespace=GENERATION_NAMESPACE
     )
-    return [r or "" for r in replies], sum(r is None for r in replies)
+    return [r or "" for r in replies], [r is None for r in replies]
 
 
 def _non_empty(text: str) -> str:
@@ -187,9 +189,10 @@ def item_records(
     train_scores: Sequence[dict | None],
     failed: Sequence[bool] | None = None,
 ) -> list[dict]:
-    """One JSON-ready record per test item: the reply, what it got right, both judges' scores."""
+    """One JSON-ready record per test item: the reply, what it got right, both judges' scores,
+    and whether the reply could not be generated (``failed``, from ``generate_system``)."""
     out = []
-    failed = failed or [False] * len(rows)
+    failed = failed if failed is not None else [False] * len(rows)
     for r, text, ev, tr, gen_failed in zip(rows, texts, eval_scores, train_scores, failed,
                                            strict=True):  # fmt: skip
         spans = parse_spans(text)
@@ -212,6 +215,15 @@ def item_records(
             }
         )
     return out
+
+
+def check_judge_failures(metrics: Mapping, max_failure_rate: float, system: str) -> None:
+    """Stop the stage when the evaluation judge failed on too many of a system's replies."""
+    from kardia.judges import check_failure_rate
+
+    n, failures = metrics["n"], metrics["judge_failures"]
+    stats = {"items": n, "failures": failures, "failure_rate": failures / n if n else 0.0}
+    check_failure_rate(stats, max_failure_rate, f"evaluation judge on {system}")
 
 
 def rubric_mean(scores: Mapping[str, int]) -> float:

@@ -207,8 +207,9 @@ def ablation_table(runs, evaluation: Mapping):
             rows.append({"run": name, **{k: m[k]["mean"] for k, _ in AXES},
                          "rubric": m["rubric"]["mean"]})  # fmt: skip
     base = pd.DataFrame(rows)
-    cols = ["run", "rewards", *[k for k, _ in AXES], "rubric"]
+    cols = ["run", "commit", "rewards", *[k for k, _ in AXES], "rubric"]
     table = pd.concat([base, runs[[c for c in cols if c in runs]]], ignore_index=True)
+    table = table[[c for c in cols if c in table]].fillna({"commit": "", "rewards": ""})
     return table.set_index("run").rename(columns=dict(AXES)).round(2)
 
 

@@ -66,6 +66,11 @@ def repo(tmp_path_factory) -> Path:
     run(["git", "commit", "-qm", "baseline"], repo)
     run([DVC, "exp", "run", "--temp", "-n", "no-emotion", "-S", "rewards.emotion=0"], repo)
     run([DVC, "exp", "run", "--temp", "-n", "sft-only", "-S", "grpo.learning_rate=0"], repo)
+    # the same ablation again on a later commit: the newer run is the one reported
+    (repo / "NOTES").write_text("later\n")
+    run(["git", "add", "NOTES"], repo)
+    run(["git", "commit", "-qm", "later"], repo)
+    run([DVC, "exp", "run", "--temp", "-n", "no-emotion", "-S", "rewards.emotion=0.1"], repo)
     return repo
 
 
@@ -73,10 +78,13 @@ def test_collect_writes_one_row_per_named_experiment(repo, monkeypatch):
     monkeypatch.chdir(repo)
     out = ablations.collect(repo / "results/ablations.csv", DVC)
     runs = ablations.read_runs(out).set_index("run")
-    assert sorted(runs.index) == ["no-emotion", "sft-only"]
-    assert runs.loc["no-emotion", "emotion_accuracy"] == pytest.approx(10.0)
+    assert list(runs.index) == ["no-emotion", "sft-only"]
+    head = run(["git", "rev-parse", "--short=7", "HEAD"], repo).stdout.strip()
+    first = run(["git", "rev-parse", "--short=7", "HEAD~1"], repo).stdout.strip()
+    assert runs.loc["no-emotion", "emotion_accuracy"] == pytest.approx(20.0)  # the newer run
+    assert (runs.loc["no-emotion", "commit"], runs.loc["sft-only", "commit"]) == (head, first)
     assert runs.loc["sft-only", "emotion_accuracy"] == pytest.approx(10 + 100 / 3)
-    assert runs.loc["no-emotion", "rewards"] == "format=0.33, emotion=0, rubric=0.33"
+    assert runs.loc["no-emotion", "rewards"] == "format=0.33, emotion=0.1, rubric=0.33"
     assert runs.loc["sft-only", "grpo_learning_rate"] == 0
     assert runs.loc["no-emotion", "relevance"] == 3.0 and pd_isna(runs.loc["sft-only", "fluency"])
     # --temp left the workspace as it was

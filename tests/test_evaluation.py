@@ -80,11 +80,11 @@ def test_an_external_system_gets_the_same_chat_prompts_over_http(rows, tmp_path)
     spec = {"kind": "openai", "model": "gpt-test", "max_retries": 0,
             "cache_path": str(tmp_path / "gen.sqlite")}  # fmt: skip
     with ChatServer(script) as srv:
-        texts, failures = ev.generate_system({**spec, "base_url": srv.base_url}, rows,
+        texts, failed = ev.generate_system({**spec, "base_url": srv.base_url}, rows,
                                              policy=POLICY, data_dir="-", max_new_tokens=40)  # fmt: skip
         again, _ = ev.generate_system({**spec, "base_url": srv.base_url}, rows,
                                       policy=POLICY, data_dir="-", max_new_tokens=40)  # fmt: skip
-    assert failures == 0 and len(texts) == len(rows)
+    assert failed == [False] * len(rows) and len(texts) == len(rows)
     assert texts == [f"echo: {r['prompt'][-1]['content']}" for r in rows]  # order kept, stripped
     assert len(seen) == len(rows)  # the second run came from the SQLite cache
     assert again == texts
@@ -103,11 +103,12 @@ def test_an_external_system_that_keeps_failing_gives_empty_replies_counted(rows)
 
     with ChatServer(script) as srv:
         spec = {"kind": "openai", "base_url": srv.base_url, "model": "m", "max_retries": 0}
-        texts, failures = ev.generate_system(spec, rows, policy=POLICY, data_dir="-",
+        texts, failed = ev.generate_system(spec, rows, policy=POLICY, data_dir="-",
                                              max_new_tokens=8)  # fmt: skip
     bad = [t for t, r in zip(texts, rows, strict=True)
            if any(w in r["prompt"][-1]["content"].lower() for w in ("sleep", "miss him"))]  # fmt: skip
-    assert len(bad) == 2 and all(t == "" for t in bad) and failures == len(bad)
+    assert len(bad) == 2 and all(t == "" for t in bad)
+    assert failed == [t == "" for t in texts] and sum(failed) == 2
     assert texts.count("fine") == len(rows) - len(bad)
 
 
@@ -118,7 +119,7 @@ def test_the_raw_tiny_backbone_is_the_seeded_untrained_decoder(data_dir, rows):
     spec = {"kind": "backbone"}
     a, fa = ev.generate_system(spec, rows[:4], policy=POLICY, data_dir=data_dir, max_new_tokens=8)
     b, _ = ev.generate_system(spec, rows[:4], policy=POLICY, data_dir=data_dir, max_new_tokens=8)
-    assert fa == 0 and len(a) == 4 and a == b  # same seed, same tokenizer: same replies
+    assert fa == [False] * 4 and len(a) == 4 and a == b  # same seed, same tokenizer: same replies
 
 
 def test_judge_replies_scores_visible_replies_and_keeps_failures_as_none(rows, offline_judge):
@@ -206,3 +207,12 @@ def test_human_eval_items_hold_the_prompt_and_the_visible_reply(rows):
 
 def test_free_memory_runs_without_a_gpu():
     ev.free_memory()  # gc + (with CUDA) empty_cache; must not need torch to be imported
+
+
+def test_a_judge_failing_too_often_stops_the_stage(rows):
+    items = records(rows[:4], 1, dict.fromkeys(DIMENSIONS, 3))
+    items[0]["eval_scores"] = None  # 1 of 4 failed
+    m = ev.system_metrics(items, resamples=20)
+    ev.check_judge_failures(m, 0.25, "sft")  # at the limit: fine
+    with pytest.raises(RuntimeError, match="evaluation judge on sft: 1 of 4"):
+        ev.check_judge_failures(m, 0.2, "sft")
