@@ -259,17 +259,6 @@ def system_metrics(
     return out
 
 
-def write_jsonl(records: Sequence[dict], path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", encoding="utf-8") as f:
-        for rec in records:
-            f.write(json.dumps(rec, ensure_ascii=False) + "\n")
-    tmp.replace(path)
-    return path
-
-
 def read_generations(folder: str | Path) -> list[dict]:
     """Every system's per-item records from ``results/generations/*.jsonl``."""
     files = sorted(Path(folder).glob("*.jsonl"))

@@ -163,18 +163,21 @@ def grpo_curves(log, dev, path: str | Path, window: int = 5) -> Path:
     ax.set(title="judge per step", xlabel="step")
     ax.legend(fontsize=8)
 
-    ax = axes[1, 1]
-    cols = [c for c in dev.columns if c not in ("step", "checkpoint", "kept")]
-    for col in cols:
+    _dev_panel(axes[1, 1], dev, "dev reward per checkpoint (greedy; step 0 = SFT)")
+    return _save(fig, path)
+
+
+def _dev_panel(ax, dev, title: str) -> None:
+    """Each dev reward per checkpoint (``grpo_dev.csv``), the kept checkpoint starred."""
+    for col in [c for c in dev.columns if c not in ("step", "checkpoint", "kept")]:
         ax.plot(dev["step"], dev[col], marker="o", label=col,
                 color=REWARD_COLORS.get(col), lw=2 if col == "total" else 1)  # fmt: skip
     if "kept" in dev and dev["kept"].any():
         best = dev[dev["kept"]].iloc[0]
         ax.scatter([best["step"]], [best["total"]], marker="*", s=250, color="gold",
                    edgecolor="black", zorder=5, label="kept")  # fmt: skip
-    ax.set(title="dev reward per checkpoint (greedy; step 0 = SFT)", xlabel="step")
+    ax.set(title=title, xlabel="step")
     ax.legend(fontsize=8)
-    return _save(fig, path)
 
 
 # --- evaluation (report stage) ------------------------------------------------------------------
@@ -280,13 +283,5 @@ def training_curves(sft_log, grpo_log, grpo_dev, path: str | Path, window: int =
                 color=REWARD_COLORS["total"])  # fmt: skip
     a2.set(title="GRPO train rewards (5-step mean)", xlabel="step")
     a2.legend(fontsize=8)
-    for col in [c for c in ("format", "emotion", "rubric", "total") if c in grpo_dev]:
-        a3.plot(grpo_dev["step"], grpo_dev[col], marker="o", label=col,
-                color=REWARD_COLORS.get(col), lw=2 if col == "total" else 1)  # fmt: skip
-    if "kept" in grpo_dev and grpo_dev["kept"].any():
-        best = grpo_dev[grpo_dev["kept"]].iloc[0]
-        a3.scatter([best["step"]], [best["total"]], marker="*", s=250, color="gold",
-                   edgecolor="black", zorder=5, label="kept")  # fmt: skip
-    a3.set(title="dev reward per checkpoint", xlabel="step")
-    a3.legend(fontsize=8)
+    _dev_panel(a3, grpo_dev, "dev reward per checkpoint (step 0 = SFT)")
     return _save(fig, path)

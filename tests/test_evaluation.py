@@ -4,13 +4,11 @@ the tiny raw backbone, per-item records and per-system metrics with bootstrap CI
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
-from short_dialogues import splits as short_splits
 
 from kardia import evaluation as ev
-from kardia.data import read_splits, write_splits
+from kardia.data import read_splits, write_jsonl
 from kardia.judges import OpenAICompatibleJudge
 from kardia.rubric import DIMENSIONS
 from kardia.spans import render_spans
@@ -21,13 +19,6 @@ TINY = {"vocab_size": 600, "hidden_size": 32, "num_layers": 2, "num_heads": 2, "
 POLICY = {"backbone": "tiny", "finetune": "full", "history_exchanges": 0, "max_seq_length": 256,
           "tiny": TINY}  # fmt: skip
 GOOD = render_spans("They are sad.", "Loss hurts.", "sad", "I'm so sorry about your dog.")
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("data") / "built"
-    write_splits(short_splits(), out)
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -192,7 +183,7 @@ def test_a_system_the_judge_never_scored_has_nan_dimensions(rows):
 
 def test_generations_round_trip_and_a_missing_folder_says_run_evaluate(tmp_path, rows):
     items = records(rows, 1, dict.fromkeys(DIMENSIONS, 2))
-    ev.write_jsonl(items, tmp_path / "gen/sys.jsonl")
+    write_jsonl(items, tmp_path / "gen/sys.jsonl")
     assert ev.read_generations(tmp_path / "gen") == items
     assert not list((tmp_path / "gen").glob("*.tmp"))
     with pytest.raises(FileNotFoundError, match="evaluate stage"):

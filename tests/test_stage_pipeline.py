@@ -22,6 +22,7 @@ import pytest
 import yaml
 from short_dialogues import records, write_jsonl
 
+from kardia import ablations
 from kardia.spans import render_spans
 from kardia.testing import ChatServer, Reply, judgement_json
 
@@ -64,8 +65,9 @@ def repo(tmp_path_factory, server) -> Path:
     for name in ("kardia", "notebooks", "scripts", "data/seed"):
         shutil.copytree(ROOT / name, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(ROOT / "results/human_eval/ratings", repo / "results/human_eval/ratings")
-    for name in ("dvc.yaml", "params.yaml", "README.md", "results/ablations.csv"):
+    for name in ("dvc.yaml", "params.yaml", "README.md"):
         shutil.copy(ROOT / name, repo / name)
+    (repo / "results/ablations.csv").write_text(",".join(ablations.COLUMNS) + "\n")  # none yet
     write_jsonl(records(40), repo / "data/short.jsonl")
     params = yaml.safe_load((repo / "params.yaml").read_text())  # anchors come back expanded
     params["build_data"].update(source="data/short.jsonl", n_dialogues=40, dev_fraction=0.2,

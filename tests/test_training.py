@@ -67,13 +67,6 @@ def one_thread():
 
 
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("data") / "built"
-    write_splits(short_splits(), out)
-    return out
-
-
-@pytest.fixture(scope="module")
 def turns(data_dir) -> dict[str, list[dict]]:
     return read_splits(data_dir, "turns")
 
