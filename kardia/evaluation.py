@@ -98,23 +98,28 @@ def generate_system(
 
 def _backbone_generate(policy: dict, data_dir, prompts, gen: dict) -> list[str]:
     from kardia.generation import hf_generate, vllm_generate
-    from kardia.models import create_policy, dialogue_texts, rollout_backend, training_backend
-
-    backbone = policy["backbone"]
-    if backbone != "tiny" and rollout_backend() == "vllm":
-        return vllm_generate(backbone, prompts, max_new_tokens=gen["max_new_tokens"],
-                             seed=gen["seed"])  # fmt: skip
-    import torch
-
-    from kardia.data import read_splits
-
-    corpus = None
-    if backbone == "tiny":  # the decoder the sft stage starts from: same seed, same tokenizer
-        corpus = dialogue_texts(read_splits(data_dir, "dialogues")["train"])
-    torch.manual_seed(gen["seed"])
-    model, tokenizer = create_policy(
-        {**policy, "finetune": "full"}, corpus=corpus, seed=gen["seed"], backend=training_backend()
+    from kardia.models import (
+        _load_backbone,
+        create_policy,
+        dialogue_texts,
+        rollout_backend,
+        training_backend,
     )
+
+    backbone, seed = policy["backbone"], gen["seed"]
+    if backbone != "tiny" and rollout_backend() == "vllm":
+        return vllm_generate(backbone, prompts, max_new_tokens=gen["max_new_tokens"], seed=seed)
+    if backbone == "tiny":  # the decoder the sft stage starts from: same seed, same tokenizer
+        import torch
+
+        from kardia.data import read_splits
+
+        torch.manual_seed(seed)
+        corpus = dialogue_texts(read_splits(data_dir, "dialogues")["train"])
+        model, tokenizer = create_policy({**policy, "finetune": "full"}, corpus=corpus, seed=seed)
+    else:  # the pretrained backbone as published, for inference (no adapters)
+        model, tokenizer = _load_backbone(backbone, policy, seed=seed, backend=training_backend(),
+                                          trainable=False)  # fmt: skip
     return hf_generate(model, tokenizer, prompts, **gen)
 
 

@@ -207,3 +207,20 @@ def test_a_judge_failing_too_often_stops_the_stage(rows):
     ev.check_judge_failures(m, 0.25, "sft")  # at the limit: fine
     with pytest.raises(RuntimeError, match="evaluation judge on sft: 1 of 4"):
         ev.check_judge_failures(m, 0.2, "sft")
+
+
+def test_a_backbone_given_as_a_path_is_loaded_untouched_for_generation(data_dir, rows, tmp_path):
+    import torch
+
+    from kardia.models import create_policy, dialogue_texts, save_policy
+
+    torch.set_num_threads(1)
+    corpus = dialogue_texts(read_splits(data_dir, "dialogues")["train"])
+    model, tokenizer = create_policy(POLICY, corpus=corpus, seed=3)
+    save_policy(model, tokenizer, tmp_path / "bb", {"tokenizer": "hf", "stage": "test"})
+    policy = {**POLICY, "backbone": str(tmp_path / "bb"), "finetune": "lora"}
+    raw, failed = ev.generate_system({"kind": "backbone"}, rows[:3], policy=policy,
+                                     data_dir=data_dir, max_new_tokens=6)  # fmt: skip
+    saved, _ = ev.generate_system({"kind": "policy", "path": str(tmp_path / "bb")}, rows[:3],
+                                  policy=policy, data_dir=data_dir, max_new_tokens=6)  # fmt: skip
+    assert failed == [False] * 3 and raw == saved  # the same weights give the same greedy replies
