@@ -24,7 +24,7 @@ from pathlib import Path
 
 from kardia.emotions import normalize_emotion
 from kardia.metrics import bootstrap_ci
-from kardia.rubric import DIMENSIONS, JudgeRequest
+from kardia.rubric import DIMENSIONS, Judgement, JudgeRequest, rubric_score
 from kardia.spans import parse_spans
 
 SYSTEM_KINDS = ("backbone", "policy", "openai")
@@ -56,8 +56,9 @@ def visible_reply(text: str) -> str:
     return " ".join(_MARKUP.sub(" ", text).split())
 
 
-def check_systems(systems: Mapping[str, Mapping]) -> None:
-    """Refuse a malformed ``evaluate.systems`` before anything is generated."""
+def check_systems(systems: Mapping[str, Mapping], human_eval_against: str | None = None) -> None:
+    """Refuse a malformed ``evaluate.systems`` before anything is generated, including a
+    human-evaluation kit that names a system (or lacks ``kardia-r1``) that will not be there."""
     if not systems:
         raise ValueError("evaluate.systems is empty: name at least one system")
     for name, spec in systems.items():
@@ -68,6 +69,11 @@ def check_systems(systems: Mapping[str, Mapping]) -> None:
         missing = [k for k in need if not spec.get(k)]
         if missing:
             raise ValueError(f"evaluate.systems.{name} ({kind}) needs {', '.join(missing)}")
+    if human_eval_against is not None:
+        absent = [s for s in ("kardia-r1", human_eval_against) if s not in systems]
+        if absent:
+            raise ValueError(f"the human-evaluation kit compares kardia-r1 with "
+                             f"{human_eval_against!r}; evaluate.systems lacks {', '.join(absent)}")  # fmt: skip
 
 
 def generate_system(
@@ -231,11 +237,6 @@ def check_judge_failures(metrics: Mapping, max_failure_rate: float, system: str)
     check_failure_rate(stats, max_failure_rate, f"evaluation judge on {system}")
 
 
-def rubric_mean(scores: Mapping[str, int]) -> float:
-    """The five dimensions as one number on the reward's scale: (mean − 1) / 4."""
-    return (sum(scores[d] for d in DIMENSIONS) / len(DIMENSIONS) - 1) / 4
-
-
 def system_metrics(
     items: Sequence[dict], *, resamples: int = 1000, confidence: float = 0.95, seed: int = 0
 ) -> dict:
@@ -254,7 +255,7 @@ def system_metrics(
         "n": len(items),
         "emotion_accuracy": ci(100.0 * i["emotion_ok"] for i in items),
         **{d: ci(s[d] for s in judged) for d in DIMENSIONS},
-        "rubric": ci(rubric_mean(s) for s in judged),
+        "rubric": ci(rubric_score(Judgement(scores=s)) for s in judged),
         "format_compliance": ci(100.0 * i["format_ok"] for i in items),
         "response_words": ci(i["response_words"] for i in items),
         "judged": len(judged),

@@ -29,12 +29,8 @@ AXES = (
     ("persona", "Persona"),
     ("safety", "Safety"),
 )
-# what we add beside them
-EXTRA = (
-    ("format_compliance", "Format (%)"),
-    ("response_words", "Words"),
-    ("judge_failures", "Judge failures"),
-)
+# what we add beside them (with CIs too; the failure counts follow)
+EXTRA = (("format_compliance", "Format (%)"), ("response_words", "Words"))
 DELTA_PAIRS = (("kardia-r1", "sft"), ("sft", "raw"))
 
 
@@ -54,7 +50,7 @@ def table2(evaluation: Mapping) -> pd.DataFrame:
     rows = {}
     for system, m in evaluation["systems"].items():
         row: dict[str, float] = {}
-        for key, _ in AXES + EXTRA[:2]:
+        for key, _ in AXES + EXTRA:
             row[key], row[f"{key}_low"], row[f"{key}_high"] = (
                 m[key][k] for k in ("mean", "low", "high")
             )
@@ -71,7 +67,7 @@ def table2_display(t2, extra: bool = True) -> pd.DataFrame:
     import pandas as pd
 
     cols = {}
-    for key, name in AXES + (EXTRA[:2] if extra else ()):
+    for key, name in AXES + (EXTRA if extra else ()):
         d = _decimals(key)
         cols[name] = [f"{r[key]:.{d}f} [{r[key + '_low']:.{d}f}, {r[key + '_high']:.{d}f}]"
                       if r[key] == r[key] else "n/a" for _, r in t2.iterrows()]  # fmt: skip
@@ -140,14 +136,25 @@ def deltas_display(d) -> pd.DataFrame:
     return out.set_index("comparison")
 
 
-def per_emotion(frame) -> pd.DataFrame:
-    """Emotion accuracy (%) per gold label (rows) and system (columns), with the item count."""
-    table = frame.pivot_table(index="emotion", columns="system", values="emotion_accuracy",
-                              aggfunc="mean")  # fmt: skip
-    table = table[[s for s in frame["system"].unique()]].rename(columns=label)
-    n = frame.groupby("emotion")["item_id"].nunique()
-    table.insert(0, "n", n)
-    return table
+def per_emotion(items: Sequence[Mapping], order: Sequence[str] = ()) -> pd.DataFrame:
+    """Emotion accuracy (%) per gold label (rows) and system (columns, in ``order`` first), with
+    the item count (``kardia.metrics.per_emotion_accuracy`` on each system's replies)."""
+    import pandas as pd
+
+    from kardia.metrics import per_emotion_accuracy
+
+    replies: dict[str, tuple[list, list]] = {}
+    for i in items:
+        texts, golds = replies.setdefault(i["system"], ([], []))
+        texts.append(i["reply"])
+        golds.append(i["emotion"])
+    systems = [s for s in order if s in replies] + [s for s in replies if s not in order]
+    per = {s: per_emotion_accuracy(*replies[s]) for s in systems}
+    table = pd.DataFrame({label(s): {e: 100 * v["accuracy"] for e, v in per[s].items()}
+                          for s in systems})  # fmt: skip
+    table.index.name = "emotion"
+    table.insert(0, "n", pd.Series({e: v["n"] for e, v in per[systems[0]].items()}))
+    return table.sort_index()
 
 
 def agreement(items: Sequence[Mapping]) -> pd.DataFrame:

@@ -59,6 +59,12 @@ def test_malformed_systems_are_refused_before_anything_runs():
     ev.check_systems(
         {"raw": {"kind": "backbone"}, "g": {"kind": "openai", "base_url": "u", "model": "m"}}
     )
+    ok = {"sft": {"kind": "policy", "path": "p"}, "kardia-r1": {"kind": "policy", "path": "q"}}
+    ev.check_systems(ok, "sft")
+    with pytest.raises(ValueError, match="lacks gpt-4o"):
+        ev.check_systems(ok, "gpt-4o")
+    with pytest.raises(ValueError, match="lacks kardia-r1"):
+        ev.check_systems({"sft": ok["sft"]}, "sft")
 
 
 def test_an_external_system_gets_the_same_chat_prompts_over_http(rows, tmp_path):
@@ -194,10 +200,6 @@ def test_human_eval_items_hold_the_prompt_and_the_visible_reply(rows):
     items = ev.human_eval_items(rows[:1], [GOOD])
     assert items == {rows[0]["item_id"]: {"prompt": rows[0]["prompt"],
                                           "response": "I'm so sorry about your dog."}}  # fmt: skip
-
-
-def test_free_memory_runs_without_a_gpu():
-    ev.free_memory()  # gc + (with CUDA) empty_cache; must not need torch to be imported
 
 
 def test_a_judge_failing_too_often_stops_the_stage(rows):

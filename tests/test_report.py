@@ -83,7 +83,7 @@ def test_deltas_skip_a_comparison_whose_systems_were_not_evaluated(items):
 
 
 def test_per_emotion_accuracy_per_label_and_system(items):
-    t = report.per_emotion(report.item_frame(items))
+    t = report.per_emotion(items, order=["raw", "sft", "kardia-r1"])
     assert list(t.columns) == ["n", "Raw backbone", "SFT", "Kardia-R1"]
     assert t.loc["sad", "n"] == 15 and (t["Raw backbone"] == 0).all()
     # sft: items 0..14 right; odd ids are sad -> 7 of 15 sad right
@@ -177,7 +177,7 @@ def test_the_report_figures_are_written(tmp_path, evaluation, items):
     paths = [
         figures.radar(t2, tmp_path / "radar.png", report.AXES),
         figures.score_distributions(frame, tmp_path / "dist.png", DIMENSIONS),
-        figures.per_emotion_heatmap(report.per_emotion(frame), tmp_path / "emo.png"),
+        figures.per_emotion_heatmap(report.per_emotion(items), tmp_path / "emo.png"),
     ]
     sft = pd.DataFrame({"step": range(1, 21), "loss": [5 - i / 10 for i in range(20)]})
     grpo = pd.DataFrame({"step": [1, 2, 3], "reward": [0.1, 0.2, 0.3],
