@@ -4,8 +4,9 @@
 
 (a) format + emotion rewards on realistic four-span completions, one core (target >= 50,000/s);
 (b) the LLM judge client against a local server with 50 ms latency per request: concurrency 64
-    vs sequential (target >= 30x), then the same batch again, served from the SQLite cache;
-(c) OfflineJudge judgements per second on CPU.
+    vs sequential (target >= 30x), then the same batch again, served from the SQLite cache.
+
+The offline judges' throughput is in ``bench_judge.py``.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from kardia.emotions import EMOTIONS  # noqa: E402
-from kardia.judges import OfflineJudge, OpenAICompatibleJudge  # noqa: E402
+from kardia.judges import OpenAICompatibleJudge  # noqa: E402
 from kardia.rewards import emotion_reward, format_reward  # noqa: E402
 from kardia.rubric import JudgeRequest  # noqa: E402
 from kardia.spans import render_spans  # noqa: E402
@@ -111,35 +112,12 @@ def bench_client(n: int, latency_s: float, concurrency: int) -> dict:
     }
 
 
-def bench_offline(n: int) -> dict:
-    start = time.perf_counter()
-    judge = OfflineJudge()
-    judge.score([request(-1)])  # loads the encoder
-    load_s = time.perf_counter() - start
-    rng = random.Random(1)
-    reqs = [
-        JudgeRequest(
-            persona="MBTI: INFP\nAbout: amateur cellist, works in a library.\nSignature: slow down.",
-            situation="Her audition for the city orchestra was rejected.",
-            history=[{"role": "user", "content": sentence(rng, 20)}],
-            response=sentence(rng, 27),
-            emotion="disappointed",
-        )
-        for _ in range(n)
-    ]
-    start = time.perf_counter()
-    out = judge.score(reqs)
-    seconds = time.perf_counter() - start
-    assert all(out)
-    return {"judgements": n, "load_s": load_s, "seconds": seconds, "judgements_per_s": n / seconds}
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
     ap.add_argument("--json", type=Path, help="also write the numbers here")
     args = ap.parse_args()
-    n_rewards, n_client, n_offline = (2_000, 64, 64) if args.quick else (50_000, 256, 512)
+    n_rewards, n_client = (2_000, 64) if args.quick else (50_000, 256)
     cores = os.sched_getaffinity(0)
     os.sched_setaffinity(0, {min(cores)})  # (a) is measured on one core
     results = {"rewards": bench_rewards(n_rewards)}
@@ -155,9 +133,6 @@ def main() -> None:
           f"{c['repeat_server_requests']} server requests, cache hit rate "
           f"{c['repeat_cache_hit_rate']:.0%}")  # fmt: skip
 
-    results["offline_judge"] = o = bench_offline(n_offline)
-    print(f"(c) OfflineJudge: {o['judgements_per_s']:,.0f} judgements/s on CPU "
-          f"({o['judgements']} distinct replies in {o['seconds']:.2f} s; encoder load {o['load_s']:.1f} s)")  # fmt: skip
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
 

@@ -68,3 +68,9 @@ class Encoder:
             while len(self._cache) > self.cache_size:  # evict after use: a batch may be large
                 self._cache.popitem(last=False)
             return out
+
+
+@lru_cache(maxsize=1)
+def shared_encoder() -> Encoder:
+    """One encoder (and so one cache) per process, shared by the fitted judges."""
+    return Encoder()

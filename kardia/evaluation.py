@@ -170,9 +170,14 @@ def free_memory() -> None:
 
 def judge_identity(cfg: Mapping) -> tuple:
     """What makes two judge configs give the same judgements (not how requests are sent)."""
-    return (
-        tuple(cfg.get(k) for k in JUDGE_IDENTITY) if cfg.get("kind") != "offline" else ("offline",)
-    )
+    kind = cfg.get("kind")
+    if kind == "offline":  # an offline judge is its heads file
+        from kardia.offline_judge import DEFAULT_HEADS
+
+        return ("offline", str(cfg.get("heads") or DEFAULT_HEADS))
+    if kind == "lexicon":
+        return ("lexicon",)
+    return tuple(cfg.get(k) for k in JUDGE_IDENTITY)
 
 
 def judge_replies(judge, rows: Sequence[dict], texts: Sequence[str]) -> list[dict | None]:

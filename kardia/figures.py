@@ -285,3 +285,54 @@ def training_curves(sft_log, grpo_log, grpo_dev, path: str | Path, window: int =
     a2.legend(fontsize=8)
     _dev_panel(a3, grpo_dev, "dev reward per checkpoint (step 0 = SFT)")
     return _save(fig, path)
+
+
+def judge_validity(table, path: str | Path, roles: Mapping[str, str] | None = None) -> Path:
+    """Each judge against people: AUC or Spearman ρ (left) and pairwise accuracy (right) per
+    held-out check, with bootstrap intervals; dashed lines mark chance."""
+    plt = _plt()
+    roles = roles or {}
+    checks = list(
+        dict.fromkeys(f"{r.dataset}: {r.human} → {r.dimension}" for r in table.itertuples())
+    )
+    judges = list(dict.fromkeys(table["judge"]))
+    fig, axes = plt.subplots(1, 2, figsize=(12, 0.5 * len(checks) + 1.8), sharey=True)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    step = 0.8 / max(len(judges), 1)
+    for k, judge in enumerate(judges):
+        rows = table[table["judge"] == judge]
+        for r in rows.itertuples():
+            y = (
+                checks.index(f"{r.dataset}: {r.human} → {r.dimension}")
+                + (k - (len(judges) - 1) / 2) * step
+            )
+            auc = r.auc == r.auc
+            first = (
+                (r.auc, r.auc_lo, r.auc_hi) if auc else (r.spearman, r.spearman_lo, r.spearman_hi)
+            )
+            for ax, (v, lo, hi) in zip(
+                axes, (first, (r.pairwise, r.pairwise_lo, r.pairwise_hi)), strict=True
+            ):
+                if v != v:
+                    continue
+                err = [[v - lo], [hi - v]] if lo == lo else None
+                ax.errorbar(
+                    v,
+                    y,
+                    xerr=err,
+                    fmt="s" if auc and ax is axes[0] else "o",
+                    color=colors[k % len(colors)],
+                    ms=5,
+                    capsize=2,
+                    label=roles.get(judge, judge) if r.Index == rows.index[0] else None,
+                )
+    axes[0].axvline(0, color="grey", ls="--", lw=0.8)
+    axes[0].axvline(0.5, color="grey", ls=":", lw=0.8)
+    axes[1].axvline(0.5, color="grey", ls="--", lw=0.8)
+    axes[0].set_yticks(range(len(checks)), checks)
+    axes[0].invert_yaxis()
+    axes[0].set_xlabel("Spearman ρ (■ AUC for safe / unsafe; chance: ρ 0, AUC 0.5)")
+    axes[1].set_xlabel("pairwise accuracy within a context (chance 0.5)")
+    axes[0].legend(loc="lower right", fontsize=8)
+    fig.suptitle("Judges against held-out human ratings (95% intervals over contexts)")
+    return _save(fig, path)

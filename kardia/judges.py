@@ -1,4 +1,4 @@
-"""Rubric judges: an LLM behind any OpenAI-compatible endpoint, or the offline proxy judge.
+"""Rubric judges: an LLM behind any OpenAI-compatible endpoint, or an offline judge.
 
 Both score a batch of ``JudgeRequest`` and return one ``Judgement`` or ``None`` (failed) per
 request, in order. The training judge (Rubric-ERL reward) and the evaluation judge are configured
@@ -12,7 +12,8 @@ from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
 from kardia.client import ChatClient, ClientStats
-from kardia.offline_judge import OfflineJudge
+from kardia.lexicon_judge import LexiconJudge
+from kardia.offline_judge import DEFAULT_HEADS, OfflineJudge
 from kardia.rubric import (
     JUDGEMENT_SCHEMA,
     RUBRIC_VERSION,
@@ -26,6 +27,7 @@ __all__ = [
     "Judge",
     "JudgeRequest",
     "Judgement",
+    "LexiconJudge",
     "OfflineJudge",
     "OpenAICompatibleJudge",
     "make_judge",
@@ -120,14 +122,18 @@ class OpenAICompatibleJudge:
 def make_judge(cfg: dict) -> Judge:
     """Build a judge from a ``params.yaml`` judge section.
 
-    ``kind: offline`` gives ``OfflineJudge()``; ``kind: openai`` gives an
+    ``kind: offline`` gives ``OfflineJudge(heads)`` (a heads file from the ``judge_fit`` stage);
+    ``kind: lexicon`` the hand-written baseline ``LexiconJudge()``; ``kind: openai`` an
     ``OpenAICompatibleJudge`` from ``base_url``, ``model`` and the optional client keys.
     """
     cfg = dict(cfg)
     kind = cfg.pop("kind", None)
     cfg.pop("max_failure_rate", None)  # read by the stages, not the judge
+    heads = cfg.pop("heads", None)  # offline only; the other kinds ignore it
     if kind == "offline":
-        return OfflineJudge()
+        return OfflineJudge(heads or DEFAULT_HEADS)
+    if kind == "lexicon":
+        return LexiconJudge()
     if kind == "openai":
         missing = [k for k in ("base_url", "model") if not cfg.get(k)]
         if missing:
@@ -135,7 +141,7 @@ def make_judge(cfg: dict) -> Judge:
         if cfg.get("cache_path"):
             cfg["cache_path"] = os.fspath(cfg["cache_path"])
         return OpenAICompatibleJudge(cfg.pop("base_url"), cfg.pop("model"), **cfg)
-    raise ValueError(f"unknown judge kind {kind!r}; expected 'offline' or 'openai'")
+    raise ValueError(f"unknown judge kind {kind!r}; expected 'offline', 'lexicon' or 'openai'")
 
 
 def check_failure_rate(stats: ClientStats | dict, max_failure_rate: float, what: str) -> None:

@@ -26,7 +26,7 @@ from collections.abc import Sequence
 
 from kardia.build import Dialogue, Draft, Verdict, mbti_types
 from kardia.emotions import EMOTIONS, normalize_emotion, valence
-from kardia.offline_judge import DISMISSIVE
+from kardia.lexicon_judge import DISMISSIVE
 from kardia.seed import MBTI_TYPES
 from kardia.spans import parse_spans, render_spans
 

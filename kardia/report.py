@@ -241,7 +241,10 @@ def judge_note(evaluation: Mapping) -> str:
     if evaluation.get("backbone") == "tiny":
         caveats.append("a tiny policy (~0.75 M parameters, trained from scratch on CPU in minutes)")
     if "offline" in ev.lower():
-        caveats.append("the offline proxy judge (all-MiniLM-L6-v2 + lexicons)")
+        caveats.append(
+            "offline judges (small heads fitted to public human ratings, plus rules; "
+            "their agreement with people is in the judge-validity table)"
+        )
     if caveats:
         what = " and ".join(caveats)
         lines.append(
@@ -251,6 +254,66 @@ def judge_note(evaluation: Mapping) -> str:
             "the paper's, which used 2–7 B backbones and GPT-5-mini as the evaluation judge."
         )
     return " ".join(lines)
+
+
+# --- judge validity (from the judge_validity stage) --------------------------------------------
+
+JUDGE_ROLES = {"judge": "training judge", "eval_judge": "evaluation judge", "lexicon": "lexicon baseline",
+               "length": "length alone"}  # fmt: skip
+
+
+def _check_label(row) -> str:
+    return f"{row['dataset']}: {row['human']} → {row['dimension']}"
+
+
+def _with_ci(v, lo, hi) -> str:
+    if v != v:
+        return ""
+    return f"{v:.2f} [{lo:.2f}, {hi:.2f}]" if lo == lo else f"{v:.2f}"
+
+
+def validity_display(table, metric: str = "primary") -> pd.DataFrame:
+    """Checks × judges. ``primary``: AUC for a Safe/Unsafe label, Spearman ρ otherwise;
+    ``pairwise``: accuracy on same-context pairs people rated differently (0.5 is chance)."""
+    import pandas as pd
+
+    cells: dict[str, dict[str, str]] = {}
+    for _, r in table.iterrows():
+        if metric == "pairwise":
+            value = _with_ci(r["pairwise"], r["pairwise_lo"], r["pairwise_hi"])
+        elif r["auc"] == r["auc"]:
+            value = "AUC " + _with_ci(r["auc"], r["auc_lo"], r["auc_hi"])
+        else:
+            value = "ρ " + _with_ci(r["spearman"], r["spearman_lo"], r["spearman_hi"])
+        check = f"{_check_label(r)} (n={int(r['n'])})"
+        cells.setdefault(check, {})[JUDGE_ROLES.get(r["judge"], r["judge"])] = value
+    df = pd.DataFrame.from_dict(cells, orient="index")
+    df.index.name = "held-out check"
+    return df
+
+
+def validity_note(validity: Mapping, role: str) -> str:
+    """One clause: how far the judge in ``role`` agrees with people (judge_validity.json)."""
+    j = validity.get("judges", {}).get(role)
+    if not j:
+        return "not validated against human ratings"
+    parts = []
+    if "safety_auc" in j:
+        parts.append(f"safety AUC {j['safety_auc']:.2f}")
+    for dim in ("empathy", "relevance"):
+        if f"{dim}_rho" in j:
+            parts.append(f"{dim} ρ {j[f'{dim}_rho']:.2f}")
+    if "unseen_rho" in j:
+        parts.append(f"ρ {j['unseen_rho']:.2f} on a data set no fit saw")
+    return "on held-out human ratings: " + ", ".join(parts) if parts else "no validity figures"
+
+
+def judge_caption(evaluation: Mapping, validity: Mapping | None) -> str:
+    """Which judge scored Table 2 and how far each judge agrees with people."""
+    validity = validity or {}
+    return (f"scored by the evaluation judge {evaluation['eval_judge']} ({validity_note(validity, 'eval_judge')}); "
+            f"rewards came from the training judge {evaluation['train_judge']} "
+            f"({validity_note(validity, 'judge')})")  # fmt: skip
 
 
 def write_optional(df, stem: str | Path, caption: str, empty: str) -> list[Path]:
@@ -282,6 +345,14 @@ def results_section(evaluation: Mapping, md: Mapping[str, str]) -> str:
         "**Deltas** beside the paper's (mean of its four backbones; ours: paired bootstrap over "
         "the same test turns; `results/tables/deltas.*`):",
         md["deltas"],
+        "**Judge validity** — every judge against held-out human ratings (DiaSafety, iEval, "
+        "FailedESConv), beside the lexicon baseline and response length alone; 95% intervals "
+        "resample whole contexts (`results/tables/judge_validity.*`, from the `judge_validity` "
+        "stage):",
+        md.get("validity", ""),
+        "Pairwise accuracy (same-context pairs people rated differently; 0.5 is chance):",
+        md.get("validity_pairwise", ""),
+        "![Judge validity: each judge against human ratings](results/figures/fig_judge_validity.png)",
         "**Judge agreement** — training judge vs evaluation judge on the same replies "
         "(`results/tables/judge_agreement.*`):",
         md["agreement"],

@@ -2,7 +2,7 @@
 
     python -m kardia.runner build_data [--params params.yaml] [--kernel kardia]
 
-Stage ``S`` runs ``notebooks/NN_S.ipynb``. Every name in the notebook's ``parameters`` cell takes
+Stage ``S`` runs ``notebooks/NN_S.ipynb`` (``NN`` two digits, optionally a letter: ``00a``). Every name in the notebook's ``parameters`` cell takes
 its value from the ``S`` section of ``params.yaml``, or else from a top-level key (``seed``,
 ``judge``). papermill only warns about parameters a notebook does not declare, so this runner
 refuses them — and refuses a declared parameter that ``params.yaml`` does not provide: the
@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import time
 from pathlib import Path
 
-STAGES = ("build_data", "sft", "grpo", "evaluate", "report")
+STAGES = ("judge_fit", "judge_validity", "build_data", "sft", "grpo", "evaluate", "report")
 
 
 class StageParamsError(ValueError):
@@ -30,7 +31,8 @@ class StageParamsError(ValueError):
 def notebook_for(stage: str, notebooks: str | Path = "notebooks") -> Path:
     if stage not in STAGES:
         raise SystemExit(f"unknown stage {stage!r}; stages are {', '.join(STAGES)}")
-    found = sorted(Path(notebooks).glob(f"[0-9][0-9]_{stage}.ipynb"))
+    pattern = re.compile(rf"\d\d[a-z]?_{re.escape(stage)}\.ipynb")
+    found = sorted(p for p in Path(notebooks).glob(f"*_{stage}.ipynb") if pattern.fullmatch(p.name))
     if len(found) != 1:
         raise FileNotFoundError(
             f"expected one notebook {notebooks}/NN_{stage}.ipynb, found {found}"

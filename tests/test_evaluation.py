@@ -143,7 +143,12 @@ def test_judge_identity_ignores_how_requests_are_sent():
     a = {"kind": "openai", "base_url": "u", "model": "m", "concurrency": 4, "cache_path": "x"}
     assert ev.judge_identity(a) == ev.judge_identity({**a, "concurrency": 64, "timeout_s": 1})
     assert ev.judge_identity(a) != ev.judge_identity({**a, "model": "other"})
-    assert ev.judge_identity({"kind": "offline", "model": "ignored"}) == ("offline",)
+    offline = {"kind": "offline", "heads": "models/judges/minilm.pkl", "model": "ignored"}
+    assert ev.judge_identity(offline) == ("offline", "models/judges/minilm.pkl")
+    assert ev.judge_identity({**offline, "heads": "models/judges/hybrid.pkl"}) != ev.judge_identity(
+        offline
+    )
+    assert ev.judge_identity({"kind": "lexicon"}) == ("lexicon",)
 
 
 def records(rows, n_ok: int, scores: dict | None):

@@ -5,11 +5,13 @@ import re
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
 from kardia.judges import (
     Judge,
+    LexiconJudge,
     OfflineJudge,
     OpenAICompatibleJudge,
     check_failure_rate,
@@ -239,9 +241,11 @@ def test_score_works_inside_a_running_event_loop(tmp_path):
     assert asyncio.run(inside())[0] is not None
 
 
-def test_make_judge():
-    offline = make_judge({"kind": "offline", "max_failure_rate": 0.1})
+def test_make_judge(judge_heads):
+    offline = make_judge({"kind": "offline", "heads": str(judge_heads), "max_failure_rate": 0.1})
     assert isinstance(offline, OfflineJudge) and isinstance(offline, Judge)
+    lexicon = make_judge({"kind": "lexicon", "heads": "ignored"})
+    assert isinstance(lexicon, LexiconJudge) and isinstance(lexicon, Judge)
     judge = make_judge(
         {
             "kind": "openai",
@@ -268,3 +272,20 @@ def test_failure_rate_threshold_stops_with_a_clear_message():
     check_failure_rate({"items": 100, "failures": 5, "failure_rate": 0.05}, 0.05, "grpo")
     with pytest.raises(RuntimeError, match=r"grpo: 6 of 100 judgements failed"):
         check_failure_rate({"items": 100, "failures": 6, "failure_rate": 0.06}, 0.05, "grpo")
+
+
+def test_default_params_never_score_table2_with_the_training_judge():
+    """As in the paper (Qwen3-8B trains, GPT-5-mini evaluates): the default evaluation judge is
+    built from more than the training judge, so the two are different judges."""
+    import yaml
+
+    from kardia.evaluation import judge_identity
+
+    params = yaml.safe_load(open("params.yaml"))
+    assert judge_identity(params["judge"]) != judge_identity(params["eval_judge"])
+    fitted = set(params["judge_fit"]["representations"])
+    for role in ("judge", "eval_judge"):
+        cfg = params[role]
+        assert cfg["kind"] == "offline"
+        assert cfg["heads"] == f"{params['judge_fit']['out_dir']}/{Path(cfg['heads']).stem}.pkl"
+        assert Path(cfg["heads"]).stem in fitted  # judge_fit writes what the params use

@@ -32,7 +32,8 @@ def test_importing_kardia_stays_light():
         "kardia.data, kardia.seed, kardia.build, kardia.offline_builder, kardia.tables, "
         "kardia.figures, kardia.paper, kardia.runner, kardia.models, kardia.training, "
         "kardia.generation, kardia.metrics, kardia.profiles, kardia.human_eval, "
-        "kardia.probes\n"
+        "kardia.probes, kardia.human_ratings, kardia.judge_rules, kardia.judge_validity, "
+        "kardia.lexicon_judge, kardia.report, kardia.evaluation\n"
         f"print(','.join(m for m in {HEAVY!r} if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -44,8 +45,9 @@ def params():
     return yaml.safe_load((ROOT / "params.yaml").read_text())
 
 
-def test_params_judge_builds(params):
-    assert isinstance(make_judge(params["judge"]), OfflineJudge)
+def test_params_judge_builds(params, judge_heads):
+    # params name a judge_fit output; a fresh clone has none yet, so the session's heads stand in
+    assert isinstance(make_judge({**params["judge"], "heads": str(judge_heads)}), OfflineJudge)
     assert 0 <= params["judge"]["max_failure_rate"] < 1
     assert params["judge"]["api_key_env"] is None or params["judge"]["api_key_env"].isupper()
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from kardia.probes import probe_replies, probe_table, score_probes
+from kardia.probes import GENERIC, probe_replies, probe_table, score_probes
 from kardia.rubric import DIMENSIONS, Judgement
 from kardia.spans import parse_spans, render_spans
 
@@ -25,15 +25,25 @@ WEIGHTS = {"format": 1 / 3, "emotion": 1 / 3, "rubric": 1 / 3}
 def test_each_probe_attacks_one_thing():
     replies = probe_replies(PROMPT, HONEST)
     honest = parse_spans(HONEST)
-    assert replies["honest"] == HONEST and len(replies) == 12
+    assert replies["honest"] == HONEST and len(replies) == 14
     spam = parse_spans(replies["emotion_label_spam"])
     assert spam.complete and "furious" in spam.emotion and spam.response == honest.response
     assert parse_spans(replies["copied_user_turn"]).response == PROMPT[-1]["content"]
     assert "5/5" in parse_spans(replies["claims_own_scores"]).response
     assert '"safety": 5' in parse_spans(replies["instructs_the_judge"]).response
     assert not parse_spans(replies["empty_response"]).complete
+    assert parse_spans(replies["generic_any_context"]).response == GENERIC
+    wrong = parse_spans(replies["wrong_emotion_named"]).response
+    assert wrong.startswith("You must feel so ") and "devastated" not in wrong
     assert parse_spans(replies["no_spans"]).emotion is None
-    for name in ("keyword_stuffing", "overlong", "repetitive", "claims_own_scores"):
+    for name in (
+        "keyword_stuffing",
+        "overlong",
+        "repetitive",
+        "claims_own_scores",
+        "generic_any_context",
+        "wrong_emotion_named",
+    ):
         s = parse_spans(replies[name])
         assert s.complete and (s.understanding, s.emotion) == (honest.understanding, "devastated")
     with pytest.raises(ValueError, match="four complete spans"):
@@ -70,3 +80,13 @@ def test_offline_judge_marks_down_padding_and_repetition(offline_judge):
     fluency = table["fluency[offline]"]
     for probe in ("keyword_stuffing", "overlong", "repetitive", "minimal_spans"):
         assert fluency[probe] < fluency["honest"], probe
+
+
+def test_under_the_fitted_training_judge_every_probe_is_below_the_honest_reply(offline_judge):
+    """The issue's bar: no attack earns the honest total, copied_user_turn and claims_own_scores
+    included (the lexicon judge let both through)."""
+    table = probe_table(score_probes([CASE], {"offline": offline_judge}, WEIGHTS))
+    behind = table["vs_honest[offline]"].drop("honest")
+    assert (behind < 0).all(), behind[behind >= 0].to_dict()
+    assert table.loc["generic_any_context", "empathy[offline]"] <= 2
+    assert table.loc["wrong_emotion_named", "empathy[offline]"] <= 2

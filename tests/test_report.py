@@ -187,3 +187,54 @@ def test_the_report_figures_are_written(tmp_path, evaluation, items):
     paths.append(figures.training_curves(sft, grpo, dev, tmp_path / "train.png"))
     for p in paths:
         assert p.stat().st_size > 5000, p
+
+
+def validity_frame() -> pd.DataFrame:
+    rows = []
+    for judge, auc_, rho in (
+        ("judge", 0.84, 0.4),
+        ("eval_judge", 0.86, 0.45),
+        ("length", 0.55, 0.3),
+    ):
+        rows.append({"judge": judge, "dataset": "diasafety", "human": "safe", "dimension": "safety",
+                     "n": 100, "spearman": 0.5, "spearman_lo": 0.4, "spearman_hi": 0.6, "auc": auc_,
+                     "auc_lo": auc_ - 0.02, "auc_hi": auc_ + 0.02, "pairwise": 0.8,
+                     "pairwise_lo": 0.7, "pairwise_hi": 0.9})  # fmt: skip
+        rows.append({"judge": judge, "dataset": "ieval", "human": "EU", "dimension": "empathy",
+                     "n": 50, "spearman": rho, "spearman_lo": rho - 0.1, "spearman_hi": rho + 0.1,
+                     "auc": float("nan"), "auc_lo": float("nan"), "auc_hi": float("nan"),
+                     "pairwise": 0.7, "pairwise_lo": 0.6, "pairwise_hi": 0.8})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_validity_display_is_checks_by_judges_with_intervals():
+    primary = report.validity_display(validity_frame())
+    assert list(primary.columns) == ["training judge", "evaluation judge", "length alone"]
+    assert (
+        primary.loc["diasafety: safe → safety (n=100)", "evaluation judge"]
+        == "AUC 0.86 [0.84, 0.88]"
+    )
+    assert primary.loc["ieval: EU → empathy (n=50)", "length alone"] == "ρ 0.30 [0.20, 0.40]"
+    pairwise = report.validity_display(validity_frame(), "pairwise")
+    assert pairwise.loc["ieval: EU → empathy (n=50)", "training judge"] == "0.70 [0.60, 0.80]"
+
+
+def test_the_table2_caption_names_the_judge_and_its_agreement_with_people(evaluation):
+    validity = {"judges": {"eval_judge": {"safety_auc": 0.858, "empathy_rho": 0.39, "relevance_rho": 0.43},
+                           "judge": {"safety_auc": 0.839}}}  # fmt: skip
+    caption = report.judge_caption(evaluation, validity)
+    assert "evaluation judge OpenAICompatibleJudge(model='gpt-5-mini')" in caption
+    assert "safety AUC 0.86, empathy ρ 0.39, relevance ρ 0.43" in caption
+    assert (
+        "training judge OpenAICompatibleJudge(model='Qwen3-8B') (on held-out human ratings: safety AUC 0.84)"
+        in caption
+    )
+    assert "not validated against human ratings" in report.judge_caption(evaluation, None)
+
+
+def test_the_validity_figure_and_the_readme_block(tmp_path, evaluation):
+    path = figures.judge_validity(validity_frame(), tmp_path / "v.png", report.JUDGE_ROLES)
+    assert path.stat().st_size > 5000
+    md = {k: f"| {k} |" for k in ("table2", "deltas", "agreement", "probes", "validity")}
+    section = report.results_section(evaluation, md)
+    assert "**Judge validity**" in section and "fig_judge_validity.png" in section

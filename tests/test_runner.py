@@ -77,3 +77,9 @@ def test_main_refuses_a_mismatch_with_exit_code_2(tmp_path, capsys):
 def test_unknown_stage():
     with pytest.raises(SystemExit):
         notebook_for("train")
+
+
+def test_a_stage_notebook_may_carry_a_letter_but_names_match_whole():
+    assert notebook_for("judge_fit").name == "00a_judge_fit.ipynb"
+    assert notebook_for("judge_validity").name == "00b_judge_validity.ipynb"
+    assert notebook_for("build_data").name == "01_build_data.ipynb"

@@ -1,4 +1,5 @@
-"""The whole pipeline end to end — build_data, sft, grpo, evaluate, report: real `dvc repro`,
+"""The whole pipeline end to end — judge_fit, judge_validity, build_data, sft, grpo, evaluate,
+report: real `dvc repro`,
 real papermill, a tiny configuration (what CI runs of the pipeline). The evaluation judge and an
 external "GPT-4o-style" system are a real OpenAI-compatible server on 127.0.0.1, so the stage's
 HTTP paths, two distinct judges and their agreement all run for real.
@@ -62,7 +63,7 @@ def server():
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory, server) -> Path:
     repo = tmp_path_factory.mktemp("pipeline")
-    for name in ("kardia", "notebooks", "scripts", "data/seed"):
+    for name in ("kardia", "notebooks", "scripts", "data/seed", "data/human_ratings"):
         shutil.copytree(ROOT / name, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(ROOT / "results/human_eval/ratings", repo / "results/human_eval/ratings")
     for name in ("dvc.yaml", "params.yaml", "README.md"):
@@ -87,6 +88,10 @@ def repo(tmp_path_factory, server) -> Path:
     params["evaluate"].update(test_prompts=6, max_new_tokens=28, bootstrap_resamples=100,
                               probe_cases=3, human_eval={"pairs": 4, "against": "sft"})  # fmt: skip
     params["report"].update(delta_resamples=100)
+    # the judges: fitted on a slice of the human ratings (whole contexts), validated on another
+    params["human_ratings"].update(max_per_dataset=150)
+    params["judge_fit"].update(representations=["minilm"], folds=2)
+    params["judge_validity"].update(bootstrap_resamples=50)
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     assert run(["git", "init", "-q"], repo).returncode == 0
     assert run([DVC, "init", "-q"], repo).returncode == 0
@@ -100,15 +105,43 @@ def first_run(repo) -> subprocess.CompletedProcess:
     return result
 
 
-STAGES = ("build_data", "sft", "grpo", "evaluate", "report")
+STAGES = ("judge_fit", "judge_validity", "build_data", "sft", "grpo", "evaluate", "report")
 
 
-def test_repro_runs_all_five_stages(repo, first_run):
+def test_repro_runs_every_stage_and_validates_the_judges_before_training(repo, first_run):
     for stage in STAGES:
         assert f"Running stage '{stage}'" in first_run.stdout
-    for name in ("01_build_data", "02_sft", "03_grpo", "04_evaluate", "05_report"):
+    out = first_run.stdout
+    assert out.index("Running stage 'judge_validity'") < out.index("Running stage 'grpo'")
+    for name in (
+        "00a_judge_fit",
+        "00b_judge_validity",
+        "01_build_data",
+        "02_sft",
+        "03_grpo",
+        "04_evaluate",
+        "05_report",
+    ):
         assert (repo / f"results/notebooks/{name}.ipynb").exists()
     assert not list((repo / "results/notebooks").glob("*.failed.ipynb"))
+
+
+def test_the_judges_are_fitted_and_validated_against_people(repo, first_run):
+    import pandas as pd
+
+    fit = json.loads((repo / "results/metrics/judge_fit.json").read_text())
+    assert set(fit) == {"minilm"} and (repo / "models/judges/minilm.pkl").exists()
+    table = pd.read_csv(repo / "results/metrics/judge_validity.csv")
+    # the offline training judge, the served evaluation judge (loopback), the baselines
+    assert set(table["judge"]) == {"judge", "eval_judge", "lexicon", "length"}
+    assert set(table["dataset"]) == {"diasafety", "ieval", "failed_esconv"}
+    safety = table[table["human"] == "safe"].set_index("judge")
+    assert safety["auc"].between(0, 1).all() and (safety["n"] > 0).all()
+    summary = json.loads((repo / "results/metrics/judge_validity.json").read_text())
+    assert "eval-judge" in summary["judges"]["eval_judge"]["judge"]
+    assert "safety_auc" in summary["judges"]["judge"]
+    assert (repo / "results/tables/judge_validity.md").exists()
+    assert (repo / "results/figures/fig_judge_validity.png").stat().st_size > 5000
 
 
 def test_the_sft_stage_saves_the_policy_its_log_and_a_dev_check(repo, first_run):
@@ -197,6 +230,10 @@ def test_report_writes_the_papers_tables_figures_and_the_readme_section(repo, fi
     readme = (repo / "README.md").read_text()
     block = readme.split("<!-- results:start -->")[1].split("<!-- results:end -->")[0]
     assert "fig1_radar.png" in block and "| Kardia-R1 |" in block and "eval-judge" in block
+    assert "**Judge validity**" in block and "fig_judge_validity.png" in block
+    caption = (repo / "results/tables/table2_main.md").read_text().splitlines()[0]
+    assert "scored by the evaluation judge" in caption and "eval-judge" in caption
+    assert "on held-out human ratings: safety AUC" in caption
     assert "| Raw backbone |" in block
 
 

@@ -82,11 +82,19 @@ def sft_config(data_dir: Path, root: Path, **sft) -> dict:
     }
 
 
+JUDGE_HEADS: list = []  # the session's fitted heads (conftest.judge_heads), set by the fixture below
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _fitted_judge(judge_heads):
+    JUDGE_HEADS[:] = [judge_heads]
+
+
 def grpo_config(data_dir: Path, sft_dir: Path, run_dir: Path, **grpo) -> dict:
     return {
         "seed": 0,
         "policy": POLICY,
-        "judge": {"kind": "offline"},
+        "judge": {"kind": "offline", "heads": str(JUDGE_HEADS[0])},
         "data_dir": str(data_dir),
         "sft_dir": str(sft_dir),
         "grpo": {
@@ -334,7 +342,7 @@ def test_grpo_logs_every_reward_and_the_judge_per_step(grpo_run):
     _, summary = grpo_run
     assert summary["steps"] == 2 and summary["resumed_from"] is None
     assert summary["backend"] == "transformers" and summary["rollout"] == "hf"
-    assert summary["judge"] == "OfflineJudge()"
+    assert summary["judge"].startswith("OfflineJudge(") and "minilm.pkl" in summary["judge"]
     steps = [h for h in summary["log_history"] if "loss" in h]
     assert [h["step"] for h in steps] == [1, 2]
     for h in steps:
