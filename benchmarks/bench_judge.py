@@ -61,12 +61,12 @@ def main() -> None:
     ap.add_argument("--heads-dir", default=str(ROOT / "models/judges"))
     ap.add_argument("--json", nargs="?", const="-", default=None)
     args = ap.parse_args()
-    n = 256 if args.quick else 2048
+    n = 128 if args.quick else 2048
     heads_dir = Path(args.heads_dir)
     if args.quick:
         heads_dir = Path(tempfile.mkdtemp(prefix="bench-judge-"))
         train = load_rated(ROOT / "data/human_ratings", "train", ("diasafety", "ieval"),
-                           max_per_dataset=200)  # fmt: skip
+                           max_per_dataset=100)  # fmt: skip
         for rep in ("minilm", "ngram"):
             fit_heads(train, rep, folds=2).save(heads_dir / f"{rep}.pkl")
     judges = {"lexicon": LexiconJudge()}

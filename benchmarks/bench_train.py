@@ -185,9 +185,9 @@ def bench_judge(work: Path, quick: bool) -> dict:
     from kardia.offline_judge import fit_heads
 
     items = load_rated(ROOT / "data/human_ratings", "train", ("diasafety", "ieval"),
-                       max_per_dataset=200)  # fmt: skip
+                       max_per_dataset=100)  # fmt: skip
     path = fit_heads(items, "minilm", folds=2).save(work / "judge-minilm.pkl")
-    print(f"--quick: judge heads fitted on a 200-item slice ({path.name})", file=sys.stderr)
+    print(f"--quick: judge heads fitted on a 100-item slice ({path.name})", file=sys.stderr)
     return {"kind": "offline", "heads": str(path)}
 
 

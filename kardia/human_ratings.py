@@ -4,17 +4,20 @@ Three public sets live in ``data/human_ratings/`` (licences and citations in its
 
 * ``diasafety``     — a context and a response, labelled Safe / Unsafe by people (DiaSafety);
 * ``ieval``         — a 3-exchange chat of a person with one of four chatbots about an
-                      EmpatheticDialogues situation, rated 1–5 by that person (iEval);
+                      EmpatheticDialogues situation, rated 1–5 by that person (and ranked 1–3
+                      against the other three chats: ``Rating``) (iEval);
 * ``failed_esconv`` — the supporter's turns of failed emotional-support chats, each rated 1–5 by
                       the seeker right after it (FailedESConv).
 
 Each rated thing becomes a ``RatedReply``: one or more ``JudgeRequest`` (an iEval chat has three
-bot replies; a judge's score for the chat is the mean over them), the human ratings, and a
-``group``: the context the reply answers. Groups are the unit of the train / held-out split (no
-context is on both sides) and of pairwise comparisons ("which of these replies to the same
-message did people prefer?"). The split is fixed in ``data/human_ratings/splits.csv``, written by
-``write_splits`` from a seeded hash, so it never moves when code or data order changes.
-``failed_esconv`` is never used for fitting: all of it is held out.
+bot replies; a judge's score for the chat is the mean over them), the human ratings, a
+``context`` — what the reply answers, the unit of pairwise comparisons ("which of these replies
+to the same message did people prefer?") — and a ``group``: what makes ratings dependent (the
+DiaSafety context; the iEval rater, who rated two situations; the FailedESConv dialogue). Groups
+are the unit of the train / held-out split (no group on both sides) and of the bootstrap. The
+split is fixed in ``data/human_ratings/splits.csv``, written by ``write_splits`` from a seeded
+hash, so it never moves when code or data order changes. ``failed_esconv`` is never used for
+fitting: all of it is held out, and its turns answer different messages, so it has no pairs.
 """
 
 from __future__ import annotations
@@ -53,10 +56,11 @@ class RatedReply:
 
     dataset: str
     item_id: str
-    group: str
+    group: str  # the split and bootstrap unit: ratings within a group are not independent
     requests: tuple[JudgeRequest, ...]
     human: dict[str, float] = field(default_factory=dict)
     meta: dict[str, str] = field(default_factory=dict)  # e.g. DiaSafety's unsafe category
+    context: str | None = None  # replies with the same context are compared pairwise
 
     @property
     def text(self) -> str:
@@ -88,15 +92,23 @@ def load_diasafety(root: Path) -> list[RatedReply]:
             req = JudgeRequest(persona="", situation="",
                                history=[{"role": "user", "content": context}],
                                response=str(rec["response"]).strip())  # fmt: skip
-            out.append(RatedReply("diasafety", f"diasafety:{part}:{i}", _group_id(context), (req,),
+            group = _group_id(context)
+            out.append(RatedReply("diasafety", f"diasafety:{part}:{i}", group, (req,),
                                   {"safe": float(rec["label"] == "Safe")},
-                                  {"category": str(rec.get("category", ""))}))  # fmt: skip
+                                  {"category": str(rec.get("category", ""))}, context=group))  # fmt: skip
     return out
 
 
 def _chat_lines(log: str) -> list[str]:
-    return [line[2:].strip() if line.startswith("- ") else line.strip()
-            for line in log.split("\n") if line.strip()]  # fmt: skip
+    """The messages of an iEval chat log: each starts with "- "; a line without it continues the
+    message before (one chat has such a line)."""
+    lines: list[str] = []
+    for line in log.split("\n"):
+        if line.startswith("- ") or not lines:
+            lines.append(line.removeprefix("- ").strip())
+        elif line.strip():
+            lines[-1] = f"{lines[-1]} {line.strip()}".strip()
+    return [line for line in lines if line]
 
 
 def load_ieval(root: Path) -> list[RatedReply]:
@@ -119,7 +131,8 @@ def load_ieval(root: Path) -> list[RatedReply]:
                     continue
                 human = {k: float(chat[k]) for k in ("EU", "ER", "A", "S", "Rating")}
                 out.append(RatedReply("ieval", f"ieval:{task['part']}:{valence}:{system}",
-                                      scen["conv_id"], tuple(requests), human))  # fmt: skip
+                                      f"rater-{task['part']}", tuple(requests), human,
+                                      context=scen["conv_id"]))  # fmt: skip
     return out
 
 
@@ -189,8 +202,8 @@ def load_rated(
 ) -> list[RatedReply]:
     """The rated replies of ``datasets`` in ``split`` (``train``, ``heldout`` or None for all).
 
-    ``max_per_dataset`` keeps the first N groups' items per data set (in group-id order: a
-    stable, unbiased subset) for smoke runs.
+    ``max_per_dataset`` keeps at most N items per data set, whole groups taken in group-id order
+    (a stable subset that does not depend on the ratings), for smoke runs.
     """
     root = Path(root)
     splits = read_splits(root)
@@ -212,7 +225,8 @@ def load_rated(
 
 
 def _first_groups(items: Sequence[RatedReply], n: int) -> list[RatedReply]:
-    """At most ``n`` items, whole groups only, groups taken in id order."""
+    """At most ``n`` items, whole groups only, groups taken in id order (the first group is kept
+    whole even when it alone has more than ``n``)."""
     by_group: dict[str, list[RatedReply]] = {}
     for r in items:
         by_group.setdefault(r.group, []).append(r)

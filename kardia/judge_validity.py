@@ -8,8 +8,9 @@ For each (data set, human rating, judge dimension) of ``kardia.human_ratings.VAL
 * ``pairwise`` — over pairs of replies *to the same context* that people rated differently, the
                  share the judge orders the same way (ties count half; 0.5 is chance);
 
-each with a 95 % bootstrap interval that resamples whole contexts (replies to one context are
-not independent). The same figures for response length alone ("longer is better") come with
+each with a 95 % bootstrap interval that resamples whole groups (replies to one context, or
+rated by one person, are not independent). FailedESConv's rated turns answer different seeker
+messages, so it has no pairs. The same figures for response length alone ("longer is better") come with
 every table: a judge that does not beat length measures nothing length does not.
 
 Any judge works here, offline or served: ``score_items`` only calls ``judge.score``.
@@ -90,11 +91,13 @@ def auc(scores, positive) -> float:
     return float((r[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
-def pairwise(scores, human, groups) -> tuple[float, int]:
-    """Share of same-context pairs with different human ratings that the judge orders alike."""
+def pairwise(scores, human, contexts) -> tuple[float, int]:
+    """Share of same-context pairs with different human ratings that the judge orders alike
+    (an item whose context is None is in no pair)."""
     by: dict = {}
-    for s, h, g in zip(scores, human, groups, strict=True):
-        by.setdefault(g, []).append((s, h))
+    for s, h, c in zip(scores, human, contexts, strict=True):
+        if c is not None:
+            by.setdefault(c, []).append((s, h))
     hits = n = 0.0
     for members in by.values():
         for i in range(len(members)):
@@ -108,23 +111,23 @@ def pairwise(scores, human, groups) -> tuple[float, int]:
 
 
 def _cluster_bootstrap(metric, groups, *, resamples: int, confidence: float, seed: int):
-    """Percentile interval of ``metric(index)`` over resampled contexts (whole groups)."""
+    """Percentile interval of ``metric(index, draw)`` over resampled groups (whole groups);
+    ``draw[i]`` numbers the draw an item came with, so a group drawn twice is two groups."""
     import numpy as np
 
-    if resamples <= 0:
-        return float("nan"), float("nan")
     members: dict = {}
     for i, g in enumerate(groups):
         members.setdefault(g, []).append(i)
     blocks = list(members.values())
+    if resamples <= 0 or not blocks:  # nothing to resample: every judgement failed
+        return float("nan"), float("nan")
     rng = np.random.default_rng(seed)
     values = []
     for _ in range(resamples):
         pick = rng.integers(0, len(blocks), size=len(blocks))
-        # relabel groups so a context drawn twice counts as two contexts (no cross pairs)
         idx = np.concatenate([blocks[k] for k in pick])
-        tags = np.concatenate([[r] * len(blocks[k]) for r, k in enumerate(pick)])
-        v = metric(idx, tags)
+        draws = np.concatenate([[r] * len(blocks[k]) for r, k in enumerate(pick)])
+        v = metric(idx, draws)
         if v == v:
             values.append(v)
     if not values:
@@ -156,6 +159,7 @@ def validity_rows(
         s = np.array([scores[i][dim] for i in ok], dtype=float)
         h = np.array([items[i].human[human] for i in ok], dtype=float)
         g = np.array([items[i].group for i in ok])
+        c = [items[i].context for i in ok]
         boot = dict(groups=g, resamples=resamples, confidence=confidence, seed=seed)
         row = {"judge": name, "dataset": dataset, "human": human, "dimension": dim,
                "n": len(ok), "groups": len(set(g)), "failed": len(idx) - len(ok)}  # fmt: skip
@@ -170,9 +174,13 @@ def validity_rows(
             )
         else:
             row["auc"] = row["auc_lo"] = row["auc_hi"] = float("nan")
-        row["pairwise"], row["pairs"] = pairwise(s, h, g)
+        row["pairwise"], row["pairs"] = pairwise(s, h, c)
         row["pairwise_lo"], row["pairwise_hi"] = _cluster_bootstrap(
-            lambda k, t, s=s, h=h: pairwise(s[k], h[k], t)[0], **boot)  # fmt: skip
+            lambda k, d, s=s, h=h, c=c: pairwise(
+                s[k], h[k], [None if c[i] is None else (t, c[i]) for i, t in zip(k, d, strict=True)]
+            )[0],
+            **boot,
+        )
         rows.append({c: row.get(c) for c in COLUMNS})
     return rows
 

@@ -24,6 +24,7 @@ import re
 from collections.abc import Sequence
 
 from kardia.emotions import EMOTIONS
+from kardia.judge_rules import band, last_user_turn, persona_parts
 from kardia.rubric import DIMENSIONS, Judgement, JudgeRequest
 
 LEXICON_JUDGE_VERSION = "lexicon-judge-v1"
@@ -39,11 +40,6 @@ def _phrases_in(text: str, phrases: Sequence[str]) -> list[str]:
     """Which lexicon phrases occur in ``text`` as whole words (text is lowercased words joined)."""
     padded = f" {text} "
     return [p for p in phrases if f" {p} " in padded]
-
-
-def _band(value: float, cuts: tuple[float, float, float, float]) -> int:
-    """Map a value to 1..5 by four increasing cut points."""
-    return 1 + sum(value >= c for c in cuts)
 
 
 # --- lexicons ---------------------------------------------------------------------------------
@@ -167,7 +163,7 @@ class LexiconJudge:
         for req, rel, per in zip(requests, relevance, persona, strict=True):
             words = _words(req.response)
             joined = " ".join(words)
-            context = " ".join(_words(" ".join([req.situation, _last_user_turn(req)])))
+            context = " ".join(_words(" ".join([req.situation, last_user_turn(req)])))
             dims = {
                 "relevance": rel,
                 "fluency": fluency_score(req.response, words),
@@ -189,13 +185,13 @@ class LexiconJudge:
 
     def _similarity_scores(self, requests: list[JudgeRequest]):
         """Relevance and persona scores for a batch, with one encoder call."""
-        targets = [_last_user_turn(r) or r.situation for r in requests]
-        persona_parts = [_persona_parts(r.persona) for r in requests]
-        texts = [r.response for r in requests] + targets + [p for ps in persona_parts for p in ps]
+        targets = [last_user_turn(r) or r.situation for r in requests]
+        profile_parts = [persona_parts(r.persona) for r in requests]
+        texts = [r.response for r in requests] + targets + [p for ps in profile_parts for p in ps]
         vecs = self.encoder.encode(texts) if texts else None
         n = len(requests)
         rel, per, offset = [], [], 2 * n
-        for i, parts in enumerate(persona_parts):
+        for i, parts in enumerate(profile_parts):
             resp = vecs[i]
             if not requests[i].response.strip():
                 rel.append((1, "relevance: empty reply"))
@@ -204,7 +200,7 @@ class LexiconJudge:
                 continue
             sim = round(float(resp @ vecs[n + i]), 3)
             rel.append(
-                (_band(sim, (0.14, 0.26, 0.38, 0.50)), f"relevance: cosine {sim:.2f} to the "
+                (band(sim, (0.14, 0.26, 0.38, 0.50)), f"relevance: cosine {sim:.2f} to the "
                  "user's last turn (bands .14/.26/.38/.50)")
             )  # fmt: skip
             if parts:
@@ -212,30 +208,13 @@ class LexiconJudge:
                 best = int(sims.argmax())
                 top = round(float(sims[best]), 3)
                 per.append(
-                    (_band(top, (0.10, 0.18, 0.28, 0.40)), f"persona: best cosine {top:.2f} to "
+                    (band(top, (0.10, 0.18, 0.28, 0.40)), f"persona: best cosine {top:.2f} to "
                      f"profile line {parts[best][:40]!r} (bands .10/.18/.28/.40)")
                 )  # fmt: skip
             else:
                 per.append((3, "persona: no profile given; neutral 3"))
             offset += len(parts)
         return rel, per
-
-
-def _last_user_turn(req: JudgeRequest) -> str:
-    for m in reversed(req.history):
-        if isinstance(m, dict) and m.get("role") == "user":
-            return str(m.get("content", ""))
-    return ""
-
-
-def _persona_parts(persona: str) -> list[str]:
-    """Profile lines and sentences worth comparing with (MBTI codes alone carry no meaning here)."""
-    parts = []
-    for line in re.split(r"[\n]+|(?<=[.!?])\s+", persona or ""):
-        line = line.strip()
-        if len(_words(line)) >= 3:
-            parts.append(line)
-    return parts[:24]
 
 
 def fluency_score(text: str, words: list[str]) -> tuple[int, str]:

@@ -34,7 +34,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kardia.judge_rules import apply_rules, normalize
+from kardia.judge_rules import apply_rules, band, last_user_turn, normalize, persona_parts
 from kardia.lexicon_judge import INVITATION, VALIDATION, fluency_score
 from kardia.rubric import DIMENSIONS, Judgement, JudgeRequest
 
@@ -130,13 +130,6 @@ def make_representation(name: str):
 # --- what a judge reads of a request ---------------------------------------------------------
 
 
-def last_user_turn(req: JudgeRequest) -> str:
-    for m in reversed(req.history):
-        if isinstance(m, dict) and m.get("role") == "user":
-            return str(m.get("content", ""))
-    return ""
-
-
 def context_of(req: JudgeRequest) -> str:
     """What the reply answers: the user's last turn, else the situation."""
     return last_user_turn(req) or req.situation or ""
@@ -213,10 +206,6 @@ def views(rep, requests: Sequence[JudgeRequest], pool) -> Views:
 
 
 # --- heads -----------------------------------------------------------------------------------
-
-
-def _band(value: float, cuts: Sequence[float]) -> int:
-    return 1 + sum(value >= c for c in cuts)
 
 
 @dataclass
@@ -303,8 +292,10 @@ def _fit_safety(X, Xcat, y, cats, groups, grid, folds):
     return names, clf, experts, {"C": best, "cv_auc": {str(c): round(v, 4) for c, v in cv.items()}}
 
 
-def _fit_quality(X, y, groups, grid, folds):
-    """Ridge on the quality features; alpha by grouped CV (mean squared error) on train."""
+def _fit_quality(X, y, groups, grid, folds, X_reply, y_reply):
+    """Ridge on the quality features; alpha by grouped CV (mean squared error) on train. The 1–5
+    cut points are set on single replies (``X_reply``, each with its chat's rating ``y_reply``),
+    the unit a judge scores."""
     import numpy as np
     from sklearn.linear_model import Ridge
 
@@ -317,8 +308,8 @@ def _fit_quality(X, y, groups, grid, folds):
     model = Ridge(alpha=best).fit(X, y)
     # 1-5 by matching the people's distribution on train: the share of predictions under cut k
     # equals the share of ratings under k + 0.5.
-    pred = model.predict(X)
-    shares = [float(np.mean(y < level + 0.5)) for level in (1, 2, 3, 4)]
+    pred = model.predict(X_reply)
+    shares = [float(np.mean(y_reply < level + 0.5)) for level in (1, 2, 3, 4)]
     cuts = [float(np.quantile(pred, s)) if 0 < s < 1 else (-np.inf if s <= 0 else np.inf)
             for s in shares]  # fmt: skip
     return model, cuts, {"alpha": best, "cv_mse": {str(a): round(v, 4) for a, v in cv.items()}}
@@ -390,7 +381,7 @@ def fit_heads(
     for dim, fields in QUALITY_TARGETS.items():
         target = np.array([np.mean([r.human[f] for f in fields]) for r in chats])
         model, cuts, info = _fit_quality(
-            Xchat, target, [r.group for r in chats], ridge_alpha, folds
+            Xchat, target, [r.group for r in chats], ridge_alpha, folds, Xturn, target[owner]
         )
         quality[dim] = {"model": model, "cuts": cuts}
         quality_info[dim] = {
@@ -400,11 +391,20 @@ def fit_heads(
         }
     steps.update()
 
-    # Generic: a reply whose specificity to its own context is no higher than the 95th percentile
-    # of replies paired with a *random other* context (turn and situation): it fits any
-    # conversation about as well.
+    # Generic: a reply whose specificity to its own context is below the 95th percentile of
+    # replies paired with a random context from another group (turn and situation): it fits its
+    # own conversation no better than it would fit most others.
+    groups = np.array([chats[k].group for k in owner])
+    partner = rng.permutation(len(turns))
+    for _ in range(10):  # re-draw partners from the same rater or chat
+        same = np.where(groups[partner] == groups)[0]
+        if not len(same):
+            break
+        partner[same] = (
+            rng.permutation(partner[same]) if len(same) > 1 else rng.integers(0, len(turns))
+        )
     shuffled = [JudgeRequest("", turns[j].situation, turns[j].history, turns[i].response)
-                for i, j in enumerate(rng.permutation(len(turns)))]  # fmt: skip
+                for i, j in enumerate(partner)]  # fmt: skip
     mismatched = views(rep, shuffled, pool).specificity
     generic_below = float(np.quantile(mismatched, 0.95))
     steps.update()
@@ -420,10 +420,10 @@ def fit_heads(
 
 
 def _diasafety_categories(items) -> list[str]:
-    """Each DiaSafety item's category (read from the raw files: the loader keeps only labels)."""
+    """Each DiaSafety item's unsafe category (``RatedReply.meta``; the mixture is over them)."""
     cats = [r.meta.get("category") for r in items]
-    if any(c is None for c in cats):
-        raise ValueError("diasafety items need a 'category' (kardia.human_ratings keeps it)")
+    if not all(cats):
+        raise ValueError("diasafety items need their 'category' (kardia.human_ratings keeps it)")
     return cats
 
 
@@ -478,13 +478,13 @@ class OfflineJudge:
         cuts = PERSONA_BANDS[self.heads.representation]
         out = []
         for i, req in enumerate(requests):
-            parts = _persona_parts(req.persona)
+            parts = persona_parts(req.persona)
             if not parts:
                 out.append((3, "no profile given; neutral 3"))
                 continue
             sims = np.asarray((self.heads.rep.embed(parts) @ R[i].T).todense()).ravel()
             best = int(sims.argmax())
-            out.append((_band(float(sims[best]), cuts), f"closest profile line {parts[best][:40]!r} "
+            out.append((band(float(sims[best]), cuts), f"closest profile line {parts[best][:40]!r} "
                         f"at {sims[best]:.2f} (bands {'/'.join(f'{c:.2f}' for c in cuts)})"))  # fmt: skip
         return out
 
@@ -500,7 +500,7 @@ class OfflineJudge:
             "fluency": fluency_score(req.response, normalize(req.response).split()),
         }  # fmt: skip
         for dim, value in quality.items():
-            base[dim] = (_band(value, h.quality[dim]["cuts"]),
+            base[dim] = (band(value, h.quality[dim]["cuts"]),
                          f"head {value:.2f} (fitted to iEval ratings, cuts "
                          f"{'/'.join(f'{c:.2f}' for c in h.quality[dim]['cuts'])})")  # fmt: skip
         scores, rationale = {}, {}
@@ -512,14 +512,3 @@ class OfflineJudge:
             why = why.removeprefix(f"{dim}: ")
             rationale[dim] = f"{dim}: {why}" + (f"; {rule}" if rule else "")
         return Judgement(scores=scores, rationale=rationale)
-
-
-def _persona_parts(persona: str) -> list[str]:
-    import re
-
-    parts = []
-    for line in re.split(r"[\n]+|(?<=[.!?])\s+", persona or ""):
-        line = line.strip()
-        if len(line.split()) >= 3:
-            parts.append(line)
-    return parts[:24]

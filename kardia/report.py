@@ -273,8 +273,9 @@ def _with_ci(v, lo, hi) -> str:
 
 
 def validity_display(table, metric: str = "primary") -> pd.DataFrame:
-    """Checks × judges. ``primary``: AUC for a Safe/Unsafe label, Spearman ρ otherwise;
-    ``pairwise``: accuracy on same-context pairs people rated differently (0.5 is chance)."""
+    """Checks × judges, with ``n`` the rated items of each check. ``primary``: AUC for a
+    Safe/Unsafe label, Spearman ρ otherwise; ``pairwise``: accuracy on same-context pairs people
+    rated differently (0.5 is chance)."""
     import pandas as pd
 
     cells: dict[str, dict[str, str]] = {}
@@ -285,8 +286,8 @@ def validity_display(table, metric: str = "primary") -> pd.DataFrame:
             value = "AUC " + _with_ci(r["auc"], r["auc_lo"], r["auc_hi"])
         else:
             value = "ρ " + _with_ci(r["spearman"], r["spearman_lo"], r["spearman_hi"])
-        check = f"{_check_label(r)} (n={int(r['n'])})"
-        cells.setdefault(check, {})[JUDGE_ROLES.get(r["judge"], r["judge"])] = value
+        row = cells.setdefault(_check_label(r), {"n": int(r["n"]) + int(r["failed"])})
+        row[JUDGE_ROLES.get(r["judge"], r["judge"])] = value
     df = pd.DataFrame.from_dict(cells, orient="index")
     df.index.name = "held-out check"
     return df

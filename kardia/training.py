@@ -335,12 +335,27 @@ def run_sft(cfg: dict, callbacks: Sequence = ()) -> dict:
 # --- GRPO ---------------------------------------------------------------------------------------
 
 
+def judge_key(judge_cfg: dict | None) -> str | None:
+    """What a judge's verdicts depend on beyond its config: for an offline judge, the content of
+    its heads file (a re-fit behind the same path is a different judge)."""
+    import hashlib
+
+    if not judge_cfg or judge_cfg.get("kind") != "offline":
+        return None
+    from kardia.offline_judge import DEFAULT_HEADS
+
+    path = Path(judge_cfg.get("heads") or DEFAULT_HEADS)
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+
+
 def grpo_run_key(cfg: dict) -> str:
-    """What a GRPO checkpoint depends on: the config and the SFT model's run id."""
+    """What a GRPO checkpoint depends on: the config, the judge's heads and the SFT model's run
+    id."""
     from kardia.models import read_policy_info
 
     keep = {**cfg, "grpo": {k: v for k, v in cfg["grpo"].items() if k != "resume"}}
-    return fingerprint({"cfg": keep, "sft": read_policy_info(cfg["sft_dir"]).get("run_id")})
+    return fingerprint({"cfg": keep, "sft": read_policy_info(cfg["sft_dir"]).get("run_id"),
+                        "judge": judge_key(cfg.get("judge"))})  # fmt: skip
 
 
 def run_grpo(cfg: dict, callbacks: Sequence = ()) -> dict:
@@ -456,8 +471,9 @@ def score_checkpoints(cfg: dict, rows: Sequence[dict], funcs, weights, gen: dict
     from kardia.models import load_policy
 
     run_dir = Path(cfg["grpo"]["checkpoint_dir"])
-    # the cached scores hold only for the same dev prompts, rewards and decoding settings
-    key = fingerprint([[r["prompt"] for r in rows], [f.__name__ for f in funcs], weights, gen])
+    # the cached scores hold only for the same dev prompts, rewards, judge and decoding settings
+    key = fingerprint([[r["prompt"] for r in rows], [f.__name__ for f in funcs], weights, gen,
+                       cfg.get("judge"), judge_key(cfg.get("judge"))])  # fmt: skip
     out = []
     candidates = [(0, Path(cfg["sft_dir"]))] + [(_step(c), c) for c in checkpoints(run_dir)]
     for step, path in tqdm(candidates, desc="dev reward per checkpoint"):

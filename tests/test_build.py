@@ -214,13 +214,15 @@ def test_semantic_dedup_drops_later_near_duplicates_greedily():
     assert semantic_dedup([], enc, 0.9) == []
 
 
-def test_semantic_dedup_with_the_real_encoder(offline_judge):
+def test_semantic_dedup_with_the_real_encoder():
+    from kardia.encoder import shared_encoder
+
     texts = [
         "My dog died last week and the house feels empty without him.",
         "My dog died last week, and the house feels so empty without him.",
         "I finally got the promotion I worked three years for.",
     ]
-    assert semantic_dedup(texts, offline_judge.encoder, 0.95) == [0, 2]
+    assert semantic_dedup(texts, shared_encoder(), 0.95) == [0, 2]
 
 
 # (texts, n, expected distinct-n)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from kardia.emotions import EMOTIONS
 from kardia.human_ratings import (
     DATASETS,
     LOADERS,
@@ -36,7 +37,7 @@ def test_items_are_judge_requests_with_the_ratings(everything):
     chat = everything["ieval"][0]
     assert [q.history[-1]["role"] for q in chat.requests] == ["user"] * 3
     assert chat.requests[1].history[1]["content"] == chat.requests[0].response
-    assert chat.requests[0].emotion in ("proud", "lonely") or chat.requests[0].emotion
+    assert chat.requests[0].emotion in EMOTIONS and chat.context and chat.group.startswith("rater-")
     assert set(chat.human) == {"EU", "ER", "A", "S", "Rating"}
     feedback = everything["failed_esconv"][0]
     assert 1 <= feedback.human["feedback"] <= 5 and feedback.requests[0].response
@@ -70,10 +71,24 @@ def test_held_out_share_is_about_three_tenths():
     assert 0.25 < n_held / (n_train + n_held) < 0.35
 
 
-def test_a_cap_keeps_whole_contexts():
-    items = load_rated(ROOT, "heldout", ("ieval",), max_per_dataset=10)
+def test_a_cap_keeps_whole_groups():
+    items = load_rated(ROOT, "heldout", ("ieval",), max_per_dataset=20)
     groups = Counter(r.group for r in items)
-    assert len(items) <= 10 and set(groups.values()) == {4}  # four chats per situation
+    assert len(items) <= 20 and set(groups.values()) == {8}  # a rater: 2 situations x 4 chats
+    assert len({r.context for r in items}) == 2 * len(groups)
+
+
+def test_an_ieval_line_without_its_dash_continues_the_message_before(everything):
+    # every chat alternates user / bot; one log has a continuation line ("UGH") of its own
+    for chat in everything["ieval"]:
+        roles = [m["role"] for m in chat.requests[-1].history]
+        assert roles == ["user", "assistant"] * (len(roles) // 2) + ["user"] * (len(roles) % 2)
+    (odd,) = [c for c in everything["ieval"] if c.item_id == "ieval:234:positive:Purple"]
+    assert any("UGH" in m["content"] and m["role"] == "user" for m in odd.requests[-1].history)
+
+
+def test_failed_esconv_turns_have_no_pairwise_context(everything):
+    assert all(r.context is None for r in everything["failed_esconv"])
 
 
 def test_bad_data_is_refused_with_its_place(tmp_path):
@@ -97,7 +112,7 @@ def test_changed_data_without_a_new_split_is_refused(tmp_path):
         (tmp_path / f.name).symlink_to(f)
     lines = (ROOT / "splits.csv").read_text().splitlines()
     (tmp_path / "splits.csv").write_text(
-        "\n".join(x for x in lines if not x.startswith("ieval,hit:1")) + "\n"
+        "\n".join(x for x in lines if not x.startswith("ieval,rater-1")) + "\n"
     )
     with pytest.raises(ValueError, match="rewrite it with write_splits"):
         load_rated(tmp_path, "train", ("ieval",))

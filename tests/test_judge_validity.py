@@ -58,13 +58,15 @@ def test_pairwise_compares_within_a_context_only():
     # context a: judge agrees on (1,2); context b: judge ties -> half; cross-context never compared
     acc, n = pairwise([1, 2, 3, 3, 9], [1, 5, 1, 5, 1], ["a", "a", "b", "b", "c"])
     assert (acc, n) == (0.75, 2)
+    acc, n = pairwise([1, 2], [1, 5], [None, None])  # no context: no pair
+    assert math.isnan(acc) and n == 0
     acc, n = pairwise([1, 2], [3, 3], ["a", "a"])  # people rated them alike: no pair
     assert math.isnan(acc) and n == 0
 
 
 def item(dataset, group, response, **human) -> RatedReply:
     req = JudgeRequest("", "", [{"role": "user", "content": f"context {group}"}], response)
-    return RatedReply(dataset, f"{dataset}:{group}:{response}", group, (req,), human)
+    return RatedReply(dataset, f"{dataset}:{group}:{response}", group, (req,), human, context=group)
 
 
 def items_with_known_order():
@@ -172,3 +174,11 @@ def test_headline_quotes_ieval_means_and_the_unseen_data_set_apart():
     assert headline(t, "j") == pytest.approx(
         {"safety_auc": 0.9, "empathy_rho": 0.3, "unseen_rho": 0.1}
     )
+
+
+def test_a_check_whose_judgements_all_failed_gives_nan_not_a_crash():
+    items = items_with_known_order()[:4]
+    rows = validity_rows("dead", [None] * len(items), items, resamples=20)
+    safety = next(r for r in rows if r["human"] == "safe")
+    assert safety["n"] == 0 and safety["failed"] == 2
+    assert math.isnan(safety["auc"]) and math.isnan(safety["auc_lo"])

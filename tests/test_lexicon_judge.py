@@ -35,19 +35,3 @@ def test_negated_harm_is_care_not_harm(lexicon_judge):
         [request("crisis", "Please don't hurt yourself. You are not alone; call a crisis line.")]
     )
     assert j.scores["safety"] == 5
-
-
-def test_deterministic_and_batch_independent(lexicon_judge):
-    reqs = [request(c, GOOD[c]) for c in GOOD] + [request(c, b) for c, _, b, _ in BAD]
-    together = lexicon_judge.score(reqs)
-    alone = [lexicon_judge.score([r])[0] for r in reqs[:5]]
-    assert [j.scores for j in together[:5]] == [j.scores for j in alone]
-    assert [j.scores for j in lexicon_judge.score(reqs)] == [j.scores for j in together]
-
-
-def test_counts_items(lexicon_judge):
-    before = lexicon_judge.stats.items
-    lexicon_judge.score([request("dog", "Hello there.")] * 3)
-    assert lexicon_judge.stats.items == before + 3
-    assert lexicon_judge.stats.failures == 0
-    assert lexicon_judge.score([]) == []

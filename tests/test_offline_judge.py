@@ -62,10 +62,19 @@ def test_the_emotion_point_only_for_the_reference_emotion(offline_judge):
     assert wrong.scores["empathy"] <= 2 and "names 'proud'" in wrong.rationale["empathy"]
 
 
+# Kinds whose named dimension a rule bounds, whatever the heads: checked dimension by dimension.
+# The others (generic, off-topic, unsafe-generic) are the fitted heads' call: with the session's
+# small fit they are checked on the rubric total; the full heads of `judge_fit` pass them per
+# dimension too (README, judge validity).
+RULE_KINDS = ("repetitive", "harmful", "markup-left", "empty")
+
+
 @pytest.mark.parametrize("context,kind,bad,dimension", BAD, ids=[f"{c}-{k}" for c, k, *_ in BAD])
 def test_good_reply_outranks_bad(offline_judge, context, kind, bad, dimension):
     good_j, bad_j = offline_judge.score([request(context, GOOD[context]), request(context, bad)])
     assert rubric_score(good_j) > rubric_score(bad_j), (good_j.scores, bad_j.scores)
+    if kind in RULE_KINDS:
+        assert bad_j.scores[dimension] < good_j.scores[dimension], (dimension, bad_j.rationale)
 
 
 @pytest.mark.parametrize("context", list(GOOD))
@@ -77,19 +86,29 @@ def test_every_dimension_explains_itself(offline_judge, context):
     assert "P(unsafe)" in j.rationale["safety"] and "iEval" in j.rationale["empathy"]
 
 
-def test_deterministic_and_batch_independent(offline_judge):
+@pytest.fixture(params=["offline", "lexicon"])
+def any_offline_judge(request, offline_judge):
+    """The fitted judge and the lexicon baseline: both must behave as judges do."""
+    from kardia.lexicon_judge import LexiconJudge
+
+    return offline_judge if request.param == "offline" else LexiconJudge()
+
+
+def test_deterministic_and_batch_independent(any_offline_judge):
+    judge = any_offline_judge
     reqs = [request(c, GOOD[c]) for c in GOOD] + [request(c, b) for c, _, b, _ in BAD]
-    together = offline_judge.score(reqs)
-    alone = [offline_judge.score([r])[0] for r in reqs[:5]]
+    together = judge.score(reqs)
+    alone = [judge.score([r])[0] for r in reqs[:5]]
     assert [j.scores for j in together[:5]] == [j.scores for j in alone]
-    assert [j.scores for j in offline_judge.score(reqs)] == [j.scores for j in together]
+    assert [j.scores for j in judge.score(reqs)] == [j.scores for j in together]
 
 
-def test_counts_items(offline_judge):
-    before = offline_judge.stats.items
-    offline_judge.score([request("dog", "Hello there.")] * 3)
-    assert offline_judge.stats.items == before + 3 and offline_judge.stats.failures == 0
-    assert offline_judge.score([]) == []
+def test_counts_items(any_offline_judge):
+    judge = any_offline_judge
+    before = judge.stats.items
+    judge.score([request("dog", "Hello there.")] * 3)
+    assert judge.stats.items == before + 3 and judge.stats.failures == 0
+    assert judge.score([]) == []
 
 
 def test_the_heads_file_round_trips_and_says_what_it_chose(judge_heads, offline_judge):

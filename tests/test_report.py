@@ -197,11 +197,11 @@ def validity_frame() -> pd.DataFrame:
         ("length", 0.55, 0.3),
     ):
         rows.append({"judge": judge, "dataset": "diasafety", "human": "safe", "dimension": "safety",
-                     "n": 100, "spearman": 0.5, "spearman_lo": 0.4, "spearman_hi": 0.6, "auc": auc_,
+                     "n": 100, "failed": 0, "spearman": 0.5, "spearman_lo": 0.4, "spearman_hi": 0.6, "auc": auc_,
                      "auc_lo": auc_ - 0.02, "auc_hi": auc_ + 0.02, "pairwise": 0.8,
                      "pairwise_lo": 0.7, "pairwise_hi": 0.9})  # fmt: skip
         rows.append({"judge": judge, "dataset": "ieval", "human": "EU", "dimension": "empathy",
-                     "n": 50, "spearman": rho, "spearman_lo": rho - 0.1, "spearman_hi": rho + 0.1,
+                     "n": 50, "failed": 2, "spearman": rho, "spearman_lo": rho - 0.1, "spearman_hi": rho + 0.1,
                      "auc": float("nan"), "auc_lo": float("nan"), "auc_hi": float("nan"),
                      "pairwise": 0.7, "pairwise_lo": 0.6, "pairwise_hi": 0.8})  # fmt: skip
     return pd.DataFrame(rows)
@@ -209,14 +209,13 @@ def validity_frame() -> pd.DataFrame:
 
 def test_validity_display_is_checks_by_judges_with_intervals():
     primary = report.validity_display(validity_frame())
-    assert list(primary.columns) == ["training judge", "evaluation judge", "length alone"]
-    assert (
-        primary.loc["diasafety: safe → safety (n=100)", "evaluation judge"]
-        == "AUC 0.86 [0.84, 0.88]"
-    )
-    assert primary.loc["ieval: EU → empathy (n=50)", "length alone"] == "ρ 0.30 [0.20, 0.40]"
+    assert list(primary.columns) == ["n", "training judge", "evaluation judge", "length alone"]
+    safety, empathy = "diasafety: safe → safety", "ieval: EU → empathy"
+    assert primary.loc[safety, "evaluation judge"] == "AUC 0.86 [0.84, 0.88]"
+    assert primary.loc[empathy, "length alone"] == "ρ 0.30 [0.20, 0.40]"
+    assert primary.loc[empathy, "n"] == 52  # rated items, failed judgements included
     pairwise = report.validity_display(validity_frame(), "pairwise")
-    assert pairwise.loc["ieval: EU → empathy (n=50)", "training judge"] == "0.70 [0.60, 0.80]"
+    assert pairwise.loc[empathy, "training judge"] == "0.70 [0.60, 0.80]"
 
 
 def test_the_table2_caption_names_the_judge_and_its_agreement_with_people(evaluation):

@@ -34,7 +34,7 @@ def set_params(repo: Path, **build_data) -> None:
 
 
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory) -> Path:
+def repo(tmp_path_factory, judge_heads) -> Path:
     repo = tmp_path_factory.mktemp("pipeline")
     for name in ("kardia", "notebooks", "scripts", "data/seed", "tests/fixtures"):
         shutil.copytree(ROOT / name, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
@@ -43,11 +43,15 @@ def repo(tmp_path_factory) -> Path:
     assert run(["git", "init", "-q"], repo).returncode == 0
     assert run([DVC, "init", "-q"], repo).returncode == 0
     set_params(repo, n_dialogues=60, dev_fraction=0.15, test_fraction=0.15)
+    # build_data re-judges loaded data with the training judge (a judge_fit output, a declared
+    # dependency): the session's fitted heads stand in, and the stage runs alone (`-s`)
+    (repo / "models/judges").mkdir(parents=True)
+    shutil.copy(judge_heads, repo / "models/judges/minilm.pkl")
     return repo
 
 
 def test_build_writes_splits_table_figures_and_a_second_run_does_nothing(repo):
-    first = run([DVC, "repro", "build_data"], repo)
+    first = run([DVC, "repro", "-s", "build_data"], repo)
     assert first.returncode == 0, first.stdout + first.stderr
     sizes = {}
     for split in ("train", "dev", "test"):
@@ -63,7 +67,8 @@ def test_build_writes_splits_table_figures_and_a_second_run_does_nothing(repo):
         assert (repo / f"results/figures/data_{fig}.png").stat().st_size > 5000
     assert (repo / "results/notebooks/01_build_data.ipynb").exists()
 
-    second = run([DVC, "repro", "build_data"], repo)
+    assert "judge_fit" not in first.stdout  # -s: this stage alone
+    second = run([DVC, "repro", "-s", "build_data"], repo)
     assert second.returncode == 0
     assert "didn't change, skipping" in second.stdout
     assert "Running stage" not in second.stdout
@@ -72,7 +77,7 @@ def test_build_writes_splits_table_figures_and_a_second_run_does_nothing(repo):
 def test_a_kardiabench_file_goes_through_the_same_stage(repo):
     set_params(repo, source="tests/fixtures/kardiabench_sample.jsonl",
                dev_fraction=0.2, test_fraction=0.2)  # fmt: skip
-    result = run([DVC, "repro", "build_data"], repo)
+    result = run([DVC, "repro", "-s", "build_data"], repo)
     assert result.returncode == 0, result.stdout + result.stderr
     total = sum(
         load_dialogues(repo / "data/built/dialogues" / f"{s}.jsonl").num_rows
@@ -88,6 +93,6 @@ def test_a_kardiabench_file_goes_through_the_same_stage(repo):
 
 def test_an_undeclared_parameter_stops_the_stage(repo):
     set_params(repo, n_dialogs=5)
-    result = run([DVC, "repro", "build_data"], repo)
+    result = run([DVC, "repro", "-s", "build_data"], repo)
     assert result.returncode != 0
     assert "n_dialogs" in result.stderr + result.stdout

@@ -89,9 +89,9 @@ def repo(tmp_path_factory, server) -> Path:
                               probe_cases=3, human_eval={"pairs": 4, "against": "sft"})  # fmt: skip
     params["report"].update(delta_resamples=100)
     # the judges: fitted on a slice of the human ratings (whole contexts), validated on another
-    params["human_ratings"].update(max_per_dataset=150)
+    params["human_ratings"].update(max_per_dataset=100)
     params["judge_fit"].update(representations=["minilm"], folds=2)
-    params["judge_validity"].update(bootstrap_resamples=50)
+    params["judge_validity"].update(bootstrap_resamples=20)
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     assert run(["git", "init", "-q"], repo).returncode == 0
     assert run([DVC, "init", "-q"], repo).returncode == 0

@@ -387,6 +387,19 @@ def test_grpo_run_key_follows_the_config_and_the_sft_model(grpo_run, tmp_path):
     assert training.grpo_run_key({**cfg, "sft_dir": str(tmp_path / "sft")}) != key
 
 
+def test_a_refitted_judge_behind_the_same_path_is_another_run(grpo_run, tmp_path):
+    """Re-fitting the judge's heads (same file name, new content) must not resume checkpoints
+    trained on the old reward, nor reuse their dev scores."""
+    cfg, _ = grpo_run
+    heads = tmp_path / "minilm.pkl"
+    shutil.copy(cfg["judge"]["heads"], heads)
+    moved = {**cfg, "judge": {**cfg["judge"], "heads": str(heads)}}
+    before = training.grpo_run_key(moved)
+    heads.write_bytes(heads.read_bytes() + b"refit")
+    assert training.grpo_run_key(moved) != before
+    assert training.judge_key({"kind": "openai", "model": "m"}) is None
+
+
 def test_grpo_run_key_ignores_the_resume_switch(grpo_run):
     cfg, _ = grpo_run
     toggled = {**cfg, "grpo": {**cfg["grpo"], "resume": False}}
