@@ -1,4 +1,6 @@
-"""Training speed and memory: SFT and GRPO seconds per step and peak memory, side by side.
+"""Training speed and memory by model shape: SFT and GRPO seconds per step and peak memory.
+
+(The CPU choices for the SmolLM2 backbone are measured by ``bench_smollm2.py``.)
 
     .venv/bin/python benchmarks/bench_train.py [--quick] [--json [out.json]]
 
@@ -68,16 +70,17 @@ def _params() -> dict:
 def make_corpus(out_dir: Path, n_dialogues: int, seed: int = 0) -> Path:
     """A small built dataset (offline builder), split and written like build_data does."""
     from kardia.build import build_dialogues, make_backend, post_filter
-    from kardia.data import assign_difficulty, ensure_ids, split_by_profile, write_splits
-    from kardia.seed import load_seed_bank, sample_seeds
+    from kardia.data import assign_difficulty, ensure_ids, write_splits
+    from kardia.seed import load_seed_bank, sample_split_seeds, split_records
 
     params = _params()["build_data"]
     bank = load_seed_bank(ROOT / "data" / "seed")
     backend = make_backend("offline", bank=bank, offline=params["offline"], seed=seed)
-    records, _ = build_dialogues(sample_seeds(bank, n_dialogues, seed), backend,
+    seeds = sample_split_seeds(bank, n_dialogues, 0.1, 0.1, seed)
+    records, _ = build_dialogues([s for group in seeds.values() for s in group], backend,
                                  max_exchanges=10, max_revisions=5, seed=seed)  # fmt: skip
     records, _, _ = post_filter(records)  # the rule filters (no de-duplication needed here)
-    splits = split_by_profile(records, 0.1, 0.1, seed)
+    splits = split_records(records, seeds)
     ensure_ids(splits)
     assign_difficulty([r for s in splits.values() for r in s])
     write_splits(splits, out_dir)

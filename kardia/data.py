@@ -1,4 +1,4 @@
-"""KardiaBench records: loading, validation, turn expansion, profile-disjoint splits, easy/hard.
+"""KardiaBench records: loading, validation, turn expansion, profile- and situation-disjoint splits, easy/hard.
 
 A record is one dialogue (SPEC §2.1): ``person`` (raw profile), ``mbti``, ``emotion``,
 ``situation``, ``anon_username`` and ``messages`` — a system prompt, then alternating user and
@@ -194,22 +194,89 @@ def expand_turns(records: Iterable[dict]) -> list[dict]:
     return rows
 
 
+def _check_fractions(dev_fraction: float, test_fraction: float) -> None:
+    if not (0 <= dev_fraction < 1 and 0 <= test_fraction < 1 and dev_fraction + test_fraction < 1):
+        raise ValueError("dev_fraction and test_fraction must be in [0, 1) and sum below 1")
+
+
 def split_by_profile(
     records: list[dict], dev_fraction: float, test_fraction: float, seed: int
 ) -> dict[str, list[dict]]:
-    """Seeded train/dev/test split in which no profile (``anon_username``) crosses splits."""
-    if not (0 <= dev_fraction < 1 and 0 <= test_fraction < 1 and dev_fraction + test_fraction < 1):
-        raise ValueError("dev_fraction and test_fraction must be in [0, 1) and sum below 1")
-    profiles = sorted({r["anon_username"] for r in records})
-    random.Random(seed).shuffle(profiles)
-    n_test = round(len(profiles) * test_fraction)
-    n_dev = round(len(profiles) * dev_fraction)
-    where = {p: "test" for p in profiles[:n_test]}
-    where |= {p: "dev" for p in profiles[n_test : n_test + n_dev]}
+    """Seeded train/dev/test split in which no profile (``anon_username``) and, where the data
+    allows it, no situation crosses splits: records sharing either are one group (connected
+    components), and whole groups are assigned, the largest first, to the split furthest below
+    its share of records.
+
+    When situations link so many profiles that one group would hold more than the train share,
+    no situation-disjoint split exists: the split is then by profile alone, with a warning, and
+    ``split_overlap`` counts what is shared (the build_data stage records it). A built dataset
+    never gets there: its seed bank is partitioned first (``kardia.seed.split_seed_bank``).
+    """
+    _check_fractions(dev_fraction, test_fraction)
+    groups = _linked_groups(records)
+    if max(map(len, groups), default=0) > (1 - dev_fraction - test_fraction) * len(records):
+        import warnings
+
+        warnings.warn("situations link most profiles: splitting by profile alone (held-out "
+                      "situations also occur in train; see split_overlap)", stacklevel=2)  # fmt: skip
+        by_profile: dict[str, list[int]] = {}
+        for i, r in enumerate(records):
+            by_profile.setdefault(r["anon_username"], []).append(i)
+        groups = list(by_profile.values())
+    order = sorted(groups, key=lambda g: min(records[i]["anon_username"] for i in g))
+    random.Random(seed).shuffle(order)
+    order.sort(key=len, reverse=True)  # stable: equal sizes keep the seeded order
+    share = {"test": test_fraction, "dev": dev_fraction}
+    want = {s: share[s] * len(records) for s in share}
     splits: dict[str, list[dict]] = {"train": [], "dev": [], "test": []}
-    for r in records:
-        splits[where.get(r["anon_username"], "train")].append(r)
+    for g in order:
+        # the held-out split furthest below its target takes the group if it still fits
+        gap = {s: want[s] - len(splits[s]) for s in share}
+        target = max(gap, key=lambda s: gap[s])
+        where = target if gap[target] >= len(g) / 2 else "train"
+        splits[where].extend(records[i] for i in g)
     return splits
+
+
+def _linked_groups(records: list[dict]) -> list[list[int]]:
+    """Indices of records that share a profile or a situation, directly or through others."""
+    parent = list(range(len(records)))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    first: dict[tuple[str, str], int] = {}
+    for i, r in enumerate(records):
+        for key in (("profile", r["anon_username"]), ("situation", _situation_key(r))):
+            j = first.setdefault(key, i)
+            parent[find(i)] = find(j)
+    groups: dict[int, list[int]] = {}
+    for i in range(len(records)):
+        groups.setdefault(find(i), []).append(i)
+    return list(groups.values())
+
+
+def _situation_key(record: dict) -> str:
+    return " ".join(str(record.get("situation") or "").lower().split())
+
+
+def split_overlap(splits: dict[str, list[dict]]) -> dict[str, int]:
+    """How many profiles and situations a held-out split shares with train (0 and 0 when the
+    splits test generalisation to unseen users and unseen situations)."""
+    train = splits.get("train", [])
+    seen = {"profiles": {r["anon_username"] for r in train},
+            "situations": {_situation_key(r) for r in train}}  # fmt: skip
+    out = {}
+    for split in ("dev", "test"):
+        recs = splits.get(split, [])
+        out[f"{split}_profiles_in_train"] = len({r["anon_username"] for r in recs}
+                                                & seen["profiles"])  # fmt: skip
+        out[f"{split}_situations_in_train"] = len({_situation_key(r) for r in recs}
+                                                  & seen["situations"])  # fmt: skip
+    return out
 
 
 def difficulty(verdicts: Iterable[Iterable[str]]) -> str:

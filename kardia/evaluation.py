@@ -35,16 +35,63 @@ _MARKUP = re.compile(r"<\|[a-z_]+\|>|</?(?:understanding|reasoning|emotion|respo
 
 
 def test_rows(
-    turns: Sequence[dict], *, n: int | None, seed: int, history_exchanges: int | None
-) -> list[dict]:
+    turns: Sequence[dict], *, n: int | None, seed: int, history_exchanges: int | None,
+    prompt_style: str = "full", first_turn_share: float | None = None,
+) -> list[dict]:  # fmt: skip
     """The test turns every system answers: a seeded sample of ``n`` (all when ``n`` is None),
-    prompts trimmed as in training, each with a stable ``item_id`` (``dialogue_id:turn``)."""
+    prompts shaped as in training, each with a stable ``item_id`` (``dialogue_id:turn``).
+
+    ``first_turn_share`` reserves that share of the sample for dialogues' first turns (where
+    the emotion must be read from the opening alone), so both kinds are measured with enough
+    items; None samples all turns alike."""
     from kardia.training import prompt_rows, spread
 
-    rows = prompt_rows(turns, history_exchanges=history_exchanges)
+    rows = prompt_rows(turns, history_exchanges=history_exchanges, prompt_style=prompt_style)
     for row, turn in zip(rows, turns, strict=True):
         row["item_id"] = f"{turn['dialogue_id']}:{turn['turn']}"
+        row["turn"] = int(turn["turn"])  # 0: the dialogue's first turn (emotion from the opening)
         row["difficulty"] = turn.get("difficulty")
+    if n is None or first_turn_share is None:
+        return spread(rows, n, seed)
+    first = [r for r in rows if r["turn"] == 0]
+    later = [r for r in rows if r["turn"] > 0]
+    n_first = min(round(n * first_turn_share), len(first))
+    keep = {id(r) for r in spread(first, n_first, seed) + spread(later, n - n_first, seed)}
+    return [r for r in rows if id(r) in keep]
+
+
+NO_PROFILE = "(not given)"  # the profile line of a prompt whose user has none
+
+
+def human_written_rows(root: str | Path, *, n: int | None, seed: int,
+                       prompt_style: str = "full") -> list[dict]:  # fmt: skip
+    """The human-written test set: situations people wrote for EmpatheticDialogues (as rated in
+    iEval, ``kardia.human_ratings.ieval_situations``), each a single-turn prompt shaped like a
+    built dialogue's first turn (the same system message, with no profile, then the person's
+    own opening message); a seeded sample of ``n`` (all when None)."""
+    from kardia.build import system_prompt
+    from kardia.human_ratings import ieval_situations
+    from kardia.training import spread
+
+    rows = [
+        {
+            "item_id": s["item_id"],
+            "prompt": [
+                {
+                    "role": "system",
+                    "content": system_prompt(NO_PROFILE, s["situation"], prompt_style),
+                },
+                {"role": "user", "content": s["opening"]},
+            ],  # fmt: skip
+            "completion": None,
+            "emotion": s["emotion"],
+            "person": "",
+            "situation": s["situation"],
+            "turn": 0,
+            "difficulty": None,
+        }
+        for s in ieval_situations(root)
+    ]
     return spread(rows, n, seed)
 
 
@@ -106,6 +153,7 @@ def _backbone_generate(policy: dict, data_dir, prompts, gen: dict) -> list[str]:
     from kardia.generation import hf_generate, vllm_generate
     from kardia.models import (
         _load_backbone,
+        backbone_source,
         create_policy,
         dialogue_texts,
         rollout_backend,
@@ -113,6 +161,8 @@ def _backbone_generate(policy: dict, data_dir, prompts, gen: dict) -> list[str]:
     )
 
     backbone, seed = policy["backbone"], gen["seed"]
+    if backbone != "tiny":
+        backbone = backbone_source(policy)  # a packaged backbone's built folder
     if backbone != "tiny" and rollout_backend() == "vllm":
         return vllm_generate(backbone, prompts, max_new_tokens=gen["max_new_tokens"], seed=seed)
     if backbone == "tiny":  # the decoder the sft stage starts from: same seed, same tokenizer
@@ -223,6 +273,7 @@ def item_records(
                 "predicted_emotion": predicted,
                 "emotion_ok": predicted is not None
                 and predicted == normalize_emotion(r["emotion"]),
+                "turn": r.get("turn"),
                 "response_words": len(visible_reply(text).split()),
                 "generation_failed": bool(gen_failed),
                 "eval_scores": ev,
@@ -256,9 +307,16 @@ def system_metrics(
         return {"mean": mean, "low": low, "high": high}
 
     judged = [i["eval_scores"] for i in items if i["eval_scores"] is not None]
+    first = [i for i in items if i.get("turn") == 0]
+    later = [i for i in items if (i.get("turn") or 0) > 0]
     out = {
         "n": len(items),
         "emotion_accuracy": ci(100.0 * i["emotion_ok"] for i in items),
+        # the first turn: the emotion must come from the situation and the opening alone
+        "emotion_accuracy_first_turn": ci(100.0 * i["emotion_ok"] for i in first),
+        "emotion_accuracy_later_turns": ci(100.0 * i["emotion_ok"] for i in later),
+        "n_first_turn": len(first),
+        "n_later_turns": len(later),
         **{d: ci(s[d] for s in judged) for d in DIMENSIONS},
         "rubric": ci(rubric_score(Judgement(scores=s)) for s in judged),
         "format_compliance": ci(100.0 * i["format_ok"] for i in items),
@@ -267,6 +325,19 @@ def system_metrics(
         "judge_failures": len(items) - len(judged),
         "generation_failures": sum(i["generation_failed"] for i in items),
     }
+    return out
+
+
+def human_written_metrics(
+    items: Sequence[dict], *, resamples: int = 1000, confidence: float = 0.95, seed: int = 0
+) -> dict:
+    """Emotion accuracy and format compliance (in %, with bootstrap CIs) on the human-written
+    situations (``human_written_rows``), keyed ``<metric>_human_written``."""
+    out = {"n_human_written": len(items)}
+    for key, field_ in (("emotion_accuracy", "emotion_ok"), ("format_compliance", "format_ok")):
+        mean, low, high = bootstrap_ci([100.0 * i[field_] for i in items], resamples=resamples,
+                                       confidence=confidence, seed=seed)  # fmt: skip
+        out[f"{key}_human_written"] = {"mean": mean, "low": low, "high": high}
     return out
 
 

@@ -57,8 +57,9 @@ def hf_generate(
 
     Prompts are sorted by length so each batch pads little; replies come back in input order.
     """
+    import time
+
     import torch
-    from tqdm.auto import tqdm
 
     if not prompts:
         return []
@@ -73,7 +74,7 @@ def hf_generate(
     model.eval()
     torch.manual_seed(seed)
     out: list[str | None] = [None] * len(texts)
-    bar = tqdm(total=len(texts), desc="generate", disable=not progress, leave=False)
+    started, batches = time.perf_counter(), -(-len(order) // batch_size)
     try:
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
@@ -96,11 +97,17 @@ def hf_generate(
                 idx, tokenizer.batch_decode(new, skip_special_tokens=True), strict=True
             ):
                 out[i] = text.strip()
-            bar.update(len(idx))
+            if progress:  # plain lines: notebook widgets do not reach the terminal
+                k = start // batch_size + 1
+                spent = time.perf_counter() - started
+                print(
+                    f"generate: batch {k}/{batches} ({start + len(idx)}/{len(texts)} prompts), "
+                    f"{spent:.0f} s, ~{spent / k * (batches - k) / 60:.1f} min left",
+                    flush=True,
+                )
     finally:
         tokenizer.padding_side = side
         model.train(was_training)
-        bar.close()
     return out  # type: ignore[return-value]
 
 

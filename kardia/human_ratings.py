@@ -136,6 +136,30 @@ def load_ieval(root: Path) -> list[RatedReply]:
     return out
 
 
+def ieval_situations(root: str | Path) -> list[dict]:
+    """The situations people wrote for iEval (EmpatheticDialogues prompts), one per conversation:
+    ``{"item_id", "emotion", "situation", "opening"}`` with the gold emotion (one of our 32) and
+    the person's first chat message. The human-written test set of the evaluate stage."""
+    from kardia.emotions import normalize_emotion
+
+    out, seen = [], set()
+    for task in _read_json(Path(root) / "ieval.json"):
+        for valence in ("positive", "negative"):
+            scen = task[valence]
+            if scen["conv_id"] in seen:
+                continue
+            seen.add(scen["conv_id"])
+            emotion = normalize_emotion(scen["emotion"])
+            if emotion is None:
+                raise ValueError(
+                    f"iEval {scen['conv_id']}: {scen['emotion']!r} is not one of the 32"
+                )
+            opening = _chat_lines(scen[IEVAL_SYSTEMS[0]]["chat_log"])[0]
+            out.append({"item_id": f"ieval:{scen['conv_id']}", "emotion": emotion,
+                        "situation": " ".join(scen["prompt"].split()), "opening": opening})  # fmt: skip
+    return out
+
+
 def load_failed_esconv(root: Path) -> list[RatedReply]:
     out = []
     for d, dialog in enumerate(_read_json(root / "failed_esconv.json")):

@@ -1,13 +1,23 @@
 """Model factory: the policy a stage trains, and which backend a machine gets.
 
-``policy.backbone: tiny`` (the embedded default, SPEC §5) needs no download: a byte-level BPE
-tokenizer trained on the train split, the span markers as *ordinary* added tokens (GRPO decodes
-with ``skip_special_tokens=True``, which would erase special ones), a ChatML-style chat template,
-and a randomly initialised small Qwen2-style decoder sized by ``policy.tiny``. Any other value is
-a local path or hub id of a real backbone: loaded through Unsloth (LoRA/QLoRA) when CUDA is
-present, through transformers (+ PEFT LoRA, or full fine-tuning) otherwise. A real backbone's
-tokenizer keeps the span markers as plain multi-token text: no embedding resize, so LoRA needs no
-trainable embeddings, and the decoded text is identical. Heavy libraries are imported lazily.
+``policy.backbone`` names one of three things:
+
+* ``tiny`` — a byte-level BPE tokenizer trained on the train split, the span markers as
+  *ordinary* added tokens (GRPO decodes with ``skip_special_tokens=True``, which would erase
+  special ones), a ChatML-style chat template and a randomly initialised small Qwen2-style decoder
+  sized by ``policy.tiny`` (the smoke profile's policy; still params.yaml's default until the
+  SmolLM2 setting meets issue 12's targets);
+* a packaged backbone (``kardia.backbone.PACKAGED``: ``smollm2-135m-instruct``): a pretrained
+  chat model from a PyPI wheel, built into ``models/backbones/<name>`` by the ``backbone`` stage;
+* any local path or hub id of a real backbone.
+
+Real backbones load through Unsloth (LoRA/QLoRA) when CUDA is present, through transformers
+(+ PEFT LoRA, or full fine-tuning) otherwise. With ``policy.span_tokens: added`` the eight span
+markers become ordinary added tokens of the SFT starting point (one id each instead of ~7 pieces:
+shorter sequences, and a marker cannot be half-written), their embeddings initialised to the mean
+of the pieces' and trained (with LoRA through PEFT's ``trainable_token_indices``); ``text`` keeps
+them as plain multi-token text. Decoded text is identical either way. Heavy libraries are
+imported lazily.
 """
 
 from __future__ import annotations
@@ -98,6 +108,35 @@ def tiny_model(
     return Qwen2ForCausalLM(config)
 
 
+def _num_layers(model) -> int:
+    return int(model.config.num_hidden_layers)
+
+
+def freeze_below(model, top: int):
+    """Train only the top ``top`` decoder blocks, the final norm and the (tied) embedding matrix;
+    the blocks below stay as pretrained. The embedding lookup's output is detached, so the
+    backward pass stops at the lowest trained block instead of running through the whole model
+    to reach the input embeddings (on 2 CPU cores, most of a step); the tied matrix still learns
+    through the output head, the new span-marker rows included. ``top`` covering every block
+    keeps the full backward pass (plain full fine-tuning)."""
+    n = _num_layers(model)
+    if not 1 <= top <= n:
+        raise ValueError(f"policy.train_layers must be between 1 and {n} (or null), got {top}")
+    if top == n:
+        return model
+    layers = model.get_decoder().layers
+    for p in model.parameters():
+        p.requires_grad_(False)
+    for block in list(layers)[n - top :]:
+        for p in block.parameters():
+            p.requires_grad_(True)
+    for p in model.get_decoder().norm.parameters():
+        p.requires_grad_(True)
+    model.get_output_embeddings().weight.requires_grad_(True)
+    model.get_input_embeddings().register_forward_hook(lambda _m, _i, out: out.detach())
+    return model
+
+
 def backend_report() -> dict[str, str]:
     """Which training and rollout backends this machine gets, and why (for the stage logs)."""
     backend, why = _backend_with_reason()
@@ -157,6 +196,12 @@ def _check_policy(policy: dict) -> None:
         raise ValueError("policy.backbone is empty: use 'tiny' or a local path / hub id")
     if policy.get("finetune", "full") not in FINETUNE:
         raise ValueError(f"policy.finetune must be one of {FINETUNE}, got {policy['finetune']!r}")
+    if policy.get("span_tokens", "added") not in SPAN_TOKENS:
+        raise ValueError(f"policy.span_tokens must be one of {SPAN_TOKENS}, "
+                         f"got {policy['span_tokens']!r}")  # fmt: skip
+    top = policy.get("train_layers")
+    if top is not None and (not isinstance(top, int) or isinstance(top, bool) or top < 1):
+        raise ValueError(f"policy.train_layers must be a positive integer or null, got {top!r}")
 
 
 def create_policy(
@@ -177,7 +222,44 @@ def create_policy(
         tokenizer = train_tokenizer(corpus, vocab_size=sizes.pop("vocab_size", 4096))
         model = tiny_model(tokenizer, seed=seed, **sizes)
         return _adapt(model, policy), tokenizer
-    return _load_backbone(policy["backbone"], policy, seed=seed, backend=backend)
+    return _load_backbone(backbone_source(policy), policy, seed=seed, backend=backend,
+                          add_spans=policy.get("span_tokens", "added") == "added")  # fmt: skip
+
+
+def backbone_source(policy: dict) -> str:
+    """Where ``policy.backbone`` loads from: a packaged backbone's built folder, else itself."""
+    from kardia.backbone import DEFAULT_ROOT, resolve_backbone
+
+    return resolve_backbone(policy["backbone"], policy.get("backbones_dir") or DEFAULT_ROOT)
+
+
+SPAN_TOKENS = ("added", "text")
+LINEAR_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+def add_span_tokens(model, tokenizer) -> list[int]:
+    """Add the span markers as ordinary tokens (one id each), grow the embeddings and start each
+    new row at the mean of the rows of the pieces the marker was split into before (so a marker
+    begins where the model already understood it). Returns the new ids (empty if present)."""
+    import torch
+
+    new = [m for m in SPAN_MARKERS if m not in tokenizer.get_vocab()]
+    if not new:
+        return []
+    pieces = {m: tokenizer(m, add_special_tokens=False)["input_ids"] for m in new}
+    tokenizer.add_tokens(new)  # ordinary added tokens: they survive skip_special_tokens
+    model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+    emb = model.get_input_embeddings().weight
+    ids = tokenizer.convert_tokens_to_ids(new)
+    with torch.no_grad():
+        for m, i in zip(new, ids, strict=True):
+            emb[i] = emb[pieces[m]].mean(0)
+    out = model.get_output_embeddings()
+    if out is not None and out.weight.data_ptr() != emb.data_ptr():  # untied head: same start
+        with torch.no_grad():
+            for m, i in zip(new, ids, strict=True):
+                out.weight[i] = out.weight[pieces[m]].mean(0)
+    return ids
 
 
 def load_policy(path: str | Path, policy: dict, *, seed: int = 0, backend: str | None = None,
@@ -242,6 +324,20 @@ def count_parameters(model) -> dict[str, int]:
     return {"parameters": total, "trainable": trainable}
 
 
+def _dtype(policy: dict):
+    """``policy.dtype``: ``auto`` (the checkpoint's), ``float32`` or ``bfloat16``. On a CPU
+    without native bf16 (no AVX512-BF16/AMX, as here) bf16 is emulated and slower:
+    benchmarks/bench_train.py measures it."""
+    import torch
+
+    name = policy.get("dtype") or "auto"
+    if name == "auto":
+        return "auto"
+    if name not in ("float32", "bfloat16"):
+        raise ValueError(f"policy.dtype must be auto, float32 or bfloat16, got {name!r}")
+    return getattr(torch, name)
+
+
 def _lora_settings(policy: dict) -> dict:
     lora = {"r": 16, "alpha": 32, "dropout": 0.0, "target_modules": "all-linear"}
     lora.update(policy.get("lora") or {})
@@ -256,24 +352,37 @@ def _refuse_qlora(policy: dict) -> None:
         )
 
 
-def _adapt(model, policy: dict):
-    """Apply PEFT LoRA when ``policy.finetune`` is lora (the plain transformers path)."""
+def _adapt(model, policy: dict, tokenizer=None):
+    """Apply PEFT LoRA when ``policy.finetune`` is lora (the plain transformers path); the span
+    markers' embedding rows, when they are added tokens, train beside the adapters."""
     finetune = policy.get("finetune", "full")
+    top = policy.get("train_layers")
     if finetune == "full":
+        if top is not None:
+            freeze_below(model, int(top))
         return model
     _refuse_qlora(policy)
     from peft import LoraConfig, get_peft_model
 
     lora = _lora_settings(policy)
+    extra = {}
+    target = lora["target_modules"]
+    if top is not None:  # adapters on the top blocks only (PEFT needs the module names then)
+        n = _num_layers(model)
+        extra["layers_to_transform"] = list(range(max(n - int(top), 0), n))
+        if target == "all-linear":
+            target = list(LINEAR_MODULES)
+    if tokenizer is not None and all(m in tokenizer.get_vocab() for m in SPAN_MARKERS):
+        extra["trainable_token_indices"] = tokenizer.convert_tokens_to_ids(list(SPAN_MARKERS))
     config = LoraConfig(
         r=lora["r"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"],
-        target_modules=lora["target_modules"], task_type="CAUSAL_LM",
+        target_modules=target, task_type="CAUSAL_LM", **extra,
     )  # fmt: skip
     return get_peft_model(model, config)
 
 
 def _load_backbone(name: str, policy: dict, *, seed: int, backend: str, trainable: bool = True,
-                   fast_inference: bool = False):  # fmt: skip
+                   fast_inference: bool = False, add_spans: bool = False):  # fmt: skip
     finetune = policy.get("finetune", "full")
     max_len = int(policy.get("max_seq_length", 2048))
     if backend == "unsloth":
@@ -289,11 +398,12 @@ def _load_backbone(name: str, policy: dict, *, seed: int, backend: str, trainabl
             max_lora_rank=lora["r"],
             gpu_memory_utilization=float(policy.get("gpu_memory_utilization", 0.6)),
         )
+        if add_spans:
+            add_span_tokens(model, tokenizer)
         if trainable and finetune != "full":
             target = lora["target_modules"]
             if target == "all-linear":
-                target = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
-                          "down_proj"]  # fmt: skip
+                target = list(LINEAR_MODULES)
             model = FastLanguageModel.get_peft_model(
                 model, r=lora["r"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"],
                 target_modules=target, use_gradient_checkpointing="unsloth", random_state=seed,
@@ -304,9 +414,11 @@ def _load_backbone(name: str, policy: dict, *, seed: int, backend: str, trainabl
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         tokenizer = AutoTokenizer.from_pretrained(name)
-        model = AutoModelForCausalLM.from_pretrained(name, dtype="auto")
+        model = AutoModelForCausalLM.from_pretrained(name, dtype=_dtype(policy))
+        if add_spans:
+            add_span_tokens(model, tokenizer)
         if trainable:
-            model = _adapt(model, policy)
+            model = _adapt(model, policy, tokenizer)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return model, tokenizer

@@ -29,8 +29,17 @@ AXES = (
     ("persona", "Persona"),
     ("safety", "Safety"),
 )
+# ours, always beside them: the emotion named for situations people wrote (iEval's
+# EmpatheticDialogues prompts), which no system trained on
+HUMAN_WRITTEN = (("emotion_accuracy_human_written", "Emo Acc (human-written)"),)
 # what we add beside them (with CIs too; the failure counts follow)
-EXTRA = (("format_compliance", "Format (%)"), ("response_words", "Words"))
+EXTRA = (
+    ("emotion_accuracy_first_turn", "Emo Acc 1st turn (%)"),
+    ("emotion_accuracy_later_turns", "Emo Acc later turns (%)"),
+    ("format_compliance", "Format (%)"),
+    ("response_words", "Words"),
+)
+_NAN = {"mean": float("nan"), "low": float("nan"), "high": float("nan")}
 DELTA_PAIRS = (("kardia-r1", "sft"), ("sft", "raw"))
 
 
@@ -39,7 +48,9 @@ def label(system: str) -> str:
 
 
 def _decimals(metric: str) -> int:
-    return 1 if metric in ("emotion_accuracy", "format_compliance", "response_words") else 2
+    return (
+        1 if metric.startswith(("emotion_accuracy", "format_compliance", "response_words")) else 2
+    )
 
 
 def table2(evaluation: Mapping) -> pd.DataFrame:
@@ -50,9 +61,9 @@ def table2(evaluation: Mapping) -> pd.DataFrame:
     rows = {}
     for system, m in evaluation["systems"].items():
         row: dict[str, float] = {}
-        for key, _ in AXES + EXTRA:
+        for key, _ in AXES + HUMAN_WRITTEN + EXTRA:  # a metric an older run lacks: NaN
             row[key], row[f"{key}_low"], row[f"{key}_high"] = (
-                m[key][k] for k in ("mean", "low", "high")
+                m.get(key, _NAN)[k] for k in ("mean", "low", "high")
             )
         row.update(n=m["n"], judge_failures=m["judge_failures"],
                    generation_failures=m["generation_failures"])  # fmt: skip
@@ -67,7 +78,7 @@ def table2_display(t2, extra: bool = True) -> pd.DataFrame:
     import pandas as pd
 
     cols = {}
-    for key, name in AXES + (EXTRA if extra else ()):
+    for key, name in AXES + HUMAN_WRITTEN + (EXTRA if extra else ()):
         d = _decimals(key)
         cols[name] = [f"{r[key]:.{d}f} [{r[key + '_low']:.{d}f}, {r[key + '_high']:.{d}f}]"
                       if r[key] == r[key] else "n/a" for _, r in t2.iterrows()]  # fmt: skip
@@ -238,8 +249,13 @@ def judge_note(evaluation: Mapping) -> str:
              f"**training judge `{tr}`**" + (" (the same judge)." if evaluation.get("same_judge")
                                              else ".")]  # fmt: skip
     caveats = []
-    if evaluation.get("backbone") == "tiny":
-        caveats.append("a tiny policy (~0.75 M parameters, trained from scratch on CPU in minutes)")
+    backbone = evaluation.get("backbone")
+    if backbone == "tiny":
+        caveats.append("a tiny policy (~0.75 M parameters, random init, trained on CPU in "
+                       "minutes: a test of the code, not a result)")  # fmt: skip
+    elif backbone == "smollm2-135m-instruct":
+        caveats.append("SmolLM2-135M-Instruct (a 135 M-parameter pretrained chat model, "
+                       "trained for minutes on 2 CPU cores)")  # fmt: skip
     if "offline" in ev.lower():
         caveats.append(
             "offline judges (small heads fitted to public human ratings, plus rules; "

@@ -21,7 +21,16 @@ import sys
 import time
 from pathlib import Path
 
-STAGES = ("judge_fit", "judge_validity", "build_data", "sft", "grpo", "evaluate", "report")
+STAGES = (
+    "backbone",
+    "judge_fit",
+    "judge_validity",
+    "build_data",
+    "sft",
+    "grpo",
+    "evaluate",
+    "report",
+)
 
 
 class StageParamsError(ValueError):
@@ -106,6 +115,8 @@ def run_stage(
         papermill.execute_notebook(
             str(notebook), str(running), parameters=values, kernel_name=kernel,
             cwd=os.getcwd(), progress_bar=progress, log_output=False,
+            # the kernel's printed lines (step progress, timings) reach the terminal as they come
+            stdout_file=sys.stdout if progress else None,
         )  # fmt: skip
     except BaseException:
         if running.exists():

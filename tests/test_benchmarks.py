@@ -72,3 +72,12 @@ def test_bench_judge_quick():
     for row in rows.values():
         assert row["warm_per_s"] > 0 and row["cold_per_s"] > 0 and row["replies"] == 128
     assert "warm / target" in stderr
+
+
+def test_bench_smollm2_says_what_is_missing_without_the_built_backbone(tmp_path):
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "bench_smollm2.py"), "--quick",
+         "--backbones-dir", str(tmp_path)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert out.returncode != 0 and "smollm2-135m-instruct is missing" in out.stderr

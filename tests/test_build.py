@@ -351,3 +351,22 @@ def test_rejudge_maps_rubric_scores_to_verdicts():
     # rubric score (mean-1)/4: 1 -> 0.0 FAIL, 3 -> 0.5 PASS, 5 -> 1.0
     verdicts = rejudge_verdicts(recs, ListJudge([1, 3, 5, None, 2]), fail_below=0.5)
     assert verdicts == [[["FAIL"], ["PASS"], ["SOLVED"]], [[], ["FAIL"]]]
+
+
+def test_compact_system_prompt_keeps_type_first_about_sentence_and_situation():
+    from kardia.build import short_profile, system_prompt
+
+    person = ("MBTI: ESTJ\nAbout: Assistant manager in Birmingham. I enjoy football.\n"
+              "Signature: Organized.\nRecent Activities:\n- Posted in the ESTJ forum")  # fmt: skip
+    assert short_profile(person) == "ESTJ; Assistant manager in Birmingham."
+    assert short_profile("just some free text about me") == "just some free text about me"
+    compact = system_prompt(person, "I lost my keys.", "compact")
+    assert (
+        "ESTJ; Assistant manager in Birmingham." in compact
+        and "Situation: I lost my keys." in compact
+    )
+    assert "Signature" not in compact and "football" not in compact
+    full = system_prompt(person, "I lost my keys.", "full")
+    assert "Signature: Organized." in full and len(compact) < len(full) / 2
+    with pytest.raises(ValueError, match="prompt_style"):
+        system_prompt(person, "x", "tiny")

@@ -197,7 +197,7 @@ def test_expand_turns():
 
 
 def test_split_is_profile_disjoint_and_seeded():
-    records = [dialogue(f"user{i % 40}") for i in range(400)]
+    records = [dialogue(f"user{i % 40}", situation=f"Situation {i % 40}.") for i in range(400)]
     splits = split_by_profile(records, dev_fraction=0.1, test_fraction=0.1, seed=3)
     users = {k: {r["anon_username"] for r in v} for k, v in splits.items()}
     assert (
@@ -253,6 +253,7 @@ def test_fixture_in_the_published_schema_loads_in_both_tag_styles():
     assert any("<|understanding_begin|>" in a for a in assistant)
 
 
+@pytest.mark.filterwarnings("ignore:situations link most profiles")
 def test_load_kardiabench_from_a_file_splits_by_profile():
     splits, counts = load_kardiabench(FIXTURE, dev_fraction=0.2, test_fraction=0.2, seed=0)
     assert counts == {"loaded": 12, "skipped": 0}
@@ -313,3 +314,31 @@ def test_assign_difficulty_leaves_unjudged_dialogues_unassigned():
     recs = [{"verdicts": [[], []]}, {"verdicts": [["FAIL"], ["FAIL"], ["PASS"]]}]
     assert assign_difficulty(recs) == {"easy": 0, "hard": 1, "unjudged": 1}
     assert recs[0]["difficulty"] is None
+
+
+def test_split_keeps_situations_apart_too_and_reports_overlap():
+    from kardia.data import split_overlap
+
+    # each situation is told by two profiles: they must land in the same split
+    records = []
+    for i in range(60):
+        for user in (f"a{i}", f"b{i}"):
+            r = dialogue(user)
+            r["situation"] = f"Situation number {i}."
+            records.append(r)
+    splits = split_by_profile(records, 0.1, 0.1, seed=0)
+    assert split_overlap(splits) == {"dev_profiles_in_train": 0, "dev_situations_in_train": 0,
+                                     "test_profiles_in_train": 0, "test_situations_in_train": 0}  # fmt: skip
+    assert splits["dev"] and splits["test"]
+    leaky = {"train": records[:2], "dev": records[1:3], "test": []}
+    assert split_overlap(leaky)["dev_profiles_in_train"] == 1
+    assert split_overlap(leaky)["dev_situations_in_train"] == 1
+
+
+def test_a_fully_linked_dataset_is_split_by_profile_with_a_warning():
+    from kardia.data import split_overlap
+
+    records = [dialogue(f"user{i}") for i in range(10)]  # one situation for everyone
+    with pytest.warns(UserWarning, match="profile alone"):
+        splits = split_by_profile(records, 0.1, 0.1, seed=0)
+    assert len(splits["test"]) == 1 and split_overlap(splits)["test_situations_in_train"] == 1

@@ -231,3 +231,51 @@ def test_a_backbone_given_as_a_path_is_loaded_untouched_for_generation(data_dir,
     saved, _ = ev.generate_system({"kind": "policy", "path": str(tmp_path / "bb")}, rows[:3],
                                   policy=policy, data_dir=data_dir, max_new_tokens=6)  # fmt: skip
     assert failed == [False] * 3 and raw == saved  # the same weights give the same greedy replies
+
+
+def test_human_written_rows_are_single_turn_prompts_without_a_profile():
+    from kardia.evaluation import NO_PROFILE, human_written_rows
+
+    rows = human_written_rows("data/human_ratings", n=20, seed=0, prompt_style="compact")
+    assert len(rows) == 20 and len({r["item_id"] for r in rows}) == 20
+    for r in rows:
+        assert [m["role"] for m in r["prompt"]] == ["system", "user"]
+        assert (
+            NO_PROFILE in r["prompt"][0]["content"] and r["situation"] in r["prompt"][0]["content"]
+        )
+        assert r["turn"] == 0 and r["completion"] is None
+    again = human_written_rows("data/human_ratings", n=20, seed=0, prompt_style="compact")
+    assert [r["item_id"] for r in again] == [r["item_id"] for r in rows]
+    assert len(human_written_rows("data/human_ratings", n=None, seed=0)) == 480
+
+
+def test_test_rows_reserve_a_share_for_first_turns():
+    from kardia.evaluation import test_rows
+
+    turns = []
+    for d in range(20):
+        for t in range(5):
+            turns.append({"dialogue_id": f"d{d}", "turn": t, "emotion": "sad", "person": "p",
+                          "situation": "s", "completion": [{"role": "assistant", "content": "x"}],
+                          "prompt": [{"role": "system", "content": "s"},
+                                     {"role": "user", "content": f"u{t}"}]})  # fmt: skip
+    rows = test_rows(turns, n=16, seed=0, history_exchanges=0, first_turn_share=0.5)
+    assert len(rows) == 16 and sum(r["turn"] == 0 for r in rows) == 8
+    plain = test_rows(turns, n=16, seed=0, history_exchanges=0)
+    assert sum(r["turn"] == 0 for r in plain) < 8  # 1 in 5 without the quota
+
+
+def test_metrics_split_first_and_later_turns_and_the_human_written_set():
+    from kardia.evaluation import human_written_metrics, system_metrics
+
+    def item(turn, ok):
+        return {"turn": turn, "emotion_ok": ok, "format_ok": True, "response_words": 5,
+                "eval_scores": None, "generation_failed": False}  # fmt: skip
+
+    items = [item(0, True), item(0, True), item(1, False), item(2, False)]
+    m = system_metrics(items, resamples=50)
+    assert m["emotion_accuracy_first_turn"]["mean"] == 100.0
+    assert m["emotion_accuracy_later_turns"]["mean"] == 0.0
+    assert (m["n_first_turn"], m["n_later_turns"]) == (2, 2)
+    hw = human_written_metrics([item(0, True), item(0, False)], resamples=50)
+    assert hw["emotion_accuracy_human_written"]["mean"] == 50.0 and hw["n_human_written"] == 2

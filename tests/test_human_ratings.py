@@ -116,3 +116,15 @@ def test_changed_data_without_a_new_split_is_refused(tmp_path):
     )
     with pytest.raises(ValueError, match="rewrite it with write_splits"):
         load_rated(tmp_path, "train", ("ieval",))
+
+
+def test_ieval_situations_are_480_human_written_prompts_with_our_labels():
+    from kardia.emotions import EMOTIONS
+    from kardia.human_ratings import ieval_situations
+
+    items = ieval_situations("data/human_ratings")
+    assert len(items) == 480 and len({i["item_id"] for i in items}) == 480
+    assert {i["emotion"] for i in items} <= set(EMOTIONS) and len(
+        {i["emotion"] for i in items}
+    ) == 32
+    assert all(i["situation"] and i["opening"] for i in items)

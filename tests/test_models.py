@@ -119,7 +119,10 @@ def test_the_tiny_policy_needs_a_corpus():
 @pytest.mark.parametrize(
     ("policy", "match"),
     [({"backbone": ""}, "backbone is empty"), ({}, "backbone is empty"),
-     ({"backbone": "tiny", "finetune": "dora"}, "finetune must be one of")],
+     ({"backbone": "tiny", "finetune": "dora"}, "finetune must be one of"),
+     ({"backbone": "tiny", "span_tokens": "special"}, "span_tokens must be one of"),
+     ({"backbone": "tiny", "train_layers": 0}, "train_layers must be"),
+     ({"backbone": "tiny", "train_layers": "6"}, "train_layers must be")],
 )  # fmt: skip
 def test_a_bad_policy_section_raises(policy, match):
     from kardia.models import create_policy
@@ -231,3 +234,85 @@ def test_qlora_on_the_tiny_policy_is_refused_not_turned_into_lora():
     with pytest.raises(ValueError, match="qlora"):
         create_policy({"backbone": "tiny", "finetune": "qlora", "tiny": {"vocab_size": 300}},
                       corpus=CORPUS)  # fmt: skip
+
+
+def _plain_tokenizer():
+    """A BPE tokenizer that has never seen the span markers (as a real backbone's)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    from kardia.models import CHAT_TEMPLATE, EOS_TURN, PAD
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.train_from_iterator(CORPUS, trainers.BpeTrainer(
+        vocab_size=400, special_tokens=[PAD, "<|im_start|>", EOS_TURN], show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))  # fmt: skip
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token=PAD, eos_token=EOS_TURN)
+    fast.chat_template = CHAT_TEMPLATE
+    return fast
+
+
+def test_added_span_tokens_are_single_ordinary_tokens_started_from_their_pieces():
+    import torch
+
+    from kardia.models import SPAN_MARKERS, add_span_tokens
+
+    tok = _plain_tokenizer()
+    pieces = {m: tok(m, add_special_tokens=False)["input_ids"] for m in SPAN_MARKERS}
+    assert all(len(p) > 1 for p in pieces.values())  # plain text before
+    model = tiny_model(tok, hidden_size=32, num_layers=2, num_heads=2, num_kv_heads=1,
+                       intermediate_size=64, max_positions=256)  # fmt: skip
+    before = model.get_input_embeddings().weight.detach().clone()
+    ids = add_span_tokens(model, tok)
+    assert len(ids) == 8 and model.get_input_embeddings().weight.shape[0] == len(tok)
+    emb = model.get_input_embeddings().weight
+    for m, i in zip(SPAN_MARKERS, ids, strict=True):
+        assert tok(m, add_special_tokens=False)["input_ids"] == [i]
+        assert torch.allclose(emb[i], before[pieces[m]].mean(0))
+    text = render_spans("They feel low.", "It hurts.", "sad", "I'm sorry.")
+    enc = tok(text, add_special_tokens=False)["input_ids"]
+    assert tok.decode(enc, skip_special_tokens=True) == text  # ordinary: they survive decoding
+    assert add_span_tokens(model, tok) == []  # already there: nothing to do
+
+
+def test_train_layers_trains_the_top_blocks_and_stops_the_backward_pass_there(tokenizer):
+    import torch
+
+    from kardia.models import create_policy
+
+    policy = {"backbone": "tiny", "finetune": "full", "train_layers": 1,
+              "tiny": {"vocab_size": 600, "hidden_size": 32, "num_layers": 3, "num_heads": 2,
+                       "num_kv_heads": 1, "intermediate_size": 64}}  # fmt: skip
+    model, tok = create_policy(policy, corpus=CORPUS, seed=0)
+    layers = model.model.layers
+    assert not any(p.requires_grad for block in layers[:2] for p in block.parameters())
+    assert all(p.requires_grad for p in layers[2].parameters())
+    x = torch.tensor([tok("I feel so embarrassed.")["input_ids"]])
+    model(input_ids=x, labels=x).loss.backward()
+    assert all(p.grad is None for block in layers[:2] for p in block.parameters())
+    assert layers[2].self_attn.q_proj.weight.grad is not None
+    assert model.lm_head.weight.grad is not None  # the tied matrix learns through the head
+    with pytest.raises(ValueError, match="train_layers"):
+        create_policy({**policy, "train_layers": 9}, corpus=CORPUS)
+
+
+def test_lora_with_train_layers_puts_adapters_on_the_top_blocks_only():
+    from kardia.models import create_policy
+
+    policy = {"backbone": "tiny", "finetune": "lora", "train_layers": 1,
+              "tiny": {"vocab_size": 600, "hidden_size": 32, "num_layers": 3, "num_heads": 2,
+                       "num_kv_heads": 1, "intermediate_size": 64}}  # fmt: skip
+    model, _ = create_policy(policy, corpus=CORPUS, seed=0)
+    adapted = {n.split(".layers.")[1].split(".")[0] for n, p in model.named_parameters()
+               if "lora_" in n}  # fmt: skip
+    assert adapted == {"2"}
+
+
+def test_a_bad_dtype_raises():
+    from kardia.models import _dtype
+
+    assert _dtype({}) == "auto"
+    with pytest.raises(ValueError, match="policy.dtype"):
+        _dtype({"dtype": "fp8"})

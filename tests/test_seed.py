@@ -82,3 +82,39 @@ def test_bad_seed_entries_name_file_line_and_field(tmp_path, name, row, field):
 def test_missing_bank_folder(tmp_path):
     with pytest.raises(FileNotFoundError):
         load_seed_bank(tmp_path / "nope")
+
+
+def test_split_seed_bank_keeps_personas_and_situations_apart_with_every_emotion(bank):
+    from kardia.seed import split_seed_bank
+
+    banks = split_seed_bank(bank, 0.1, 0.1, seed=0)
+    names = {s: {p["anon_username"] for p in b.personas} for s, b in banks.items()}
+    texts = {s: {x["situation"] for x in b.situations} for s, b in banks.items()}
+    for a, b in (("train", "dev"), ("train", "test"), ("dev", "test")):
+        assert not names[a] & names[b] and not texts[a] & texts[b]
+    assert sum(map(len, names.values())) == len(bank.personas)
+    assert sum(map(len, texts.values())) == len(bank.situations)
+    for split in banks:  # every emotion is trained on and tested on unseen situations
+        assert {x["emotion"] for x in banks[split].situations} == set(EMOTIONS)
+    again = split_seed_bank(bank, 0.1, 0.1, seed=0)
+    assert again["test"].situations == banks["test"].situations
+    assert split_seed_bank(bank, 0.1, 0.1, seed=1)["test"].situations != banks["test"].situations
+
+
+def test_split_seeds_and_records_follow_the_situation(bank):
+    from kardia.seed import sample_split_seeds, split_records
+
+    seeds = sample_split_seeds(bank, 200, 0.1, 0.1, seed=0)
+    assert {k: len(v) for k, v in seeds.items()} == {"train": 160, "dev": 20, "test": 20}
+    records = [{"situation": s.situation["situation"], "split": k}
+               for k, group in seeds.items() for s in group]  # fmt: skip
+    out = split_records(records, seeds)
+    assert all(r["split"] == k for k, rs in out.items() for r in rs)
+
+
+def test_a_bank_too_small_to_split_raises(bank):
+    from kardia.seed import SeedBank, split_seed_bank
+
+    small = SeedBank(bank.personas[:2], bank.situations, bank.language)
+    with pytest.raises(ValueError, match="cannot give"):
+        split_seed_bank(small, 0.1, 0.1, seed=0)

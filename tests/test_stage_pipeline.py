@@ -24,15 +24,13 @@ import yaml
 from short_dialogues import records, write_jsonl
 
 from kardia import ablations
+from kardia.profiles import load_profile, merge
 from kardia.spans import render_spans
 from kardia.testing import ChatServer, Reply, judgement_json
 
 ROOT = Path(__file__).resolve().parents[1]
 DVC = str(Path(sys.executable).with_name("dvc"))
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
-
-TINY = {"vocab_size": 600, "hidden_size": 32, "num_layers": 2, "num_heads": 2, "num_kv_heads": 1,
-        "intermediate_size": 64, "max_positions": 512}  # fmt: skip
 
 
 def run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
@@ -71,27 +69,15 @@ def repo(tmp_path_factory, server) -> Path:
     (repo / "results/ablations.csv").write_text(",".join(ablations.COLUMNS) + "\n")  # none yet
     write_jsonl(records(40), repo / "data/short.jsonl")
     params = yaml.safe_load((repo / "params.yaml").read_text())  # anchors come back expanded
-    params["build_data"].update(source="data/short.jsonl", n_dialogues=40, dev_fraction=0.2,
-                                test_fraction=0.1)  # fmt: skip
-    params["policy"].update(backbone="tiny", finetune="full", history_exchanges=0,
-                            max_seq_length=256, tiny=TINY)  # fmt: skip
-    # ~60 steps teach the tiny policy the span format on these replies (a couple of seconds)
-    params["sft"].update(max_steps=60, learning_rate=0.01, lr_scheduler="constant",
-                         warmup_steps=0, batch_size=8, eval_prompts=8, max_new_tokens=32)  # fmt: skip
-    params["grpo"].update(max_steps=2, batch_size=4, num_generations=2, save_steps=1,
-                          max_completion_length=28, temperature=0.7, learning_rate=0.001,
-                          warmup_steps=0, dev_prompts=4, max_new_tokens=28)  # fmt: skip
+    # the smoke profile (tiny policy, small judges and samples), as `scripts/profile smoke` runs it
+    params = merge(params, load_profile("smoke", ROOT / "configs/profiles"))
+    # ...on short dialogues: with the offline builder's long prompts and replies a tiny policy
+    # trained for seconds never writes four complete spans, and the judge would log nothing
+    params["build_data"].update(source="data/short.jsonl")
     params["eval_judge"].update(kind="openai", base_url=server.base_url, model="eval-judge",
                                 max_retries=0)  # fmt: skip
     params["evaluate"]["systems"]["gpt-test"] = {"kind": "openai", "base_url": server.base_url,
                                                  "model": "gpt-test", "max_retries": 0}  # fmt: skip
-    params["evaluate"].update(test_prompts=6, max_new_tokens=28, bootstrap_resamples=100,
-                              probe_cases=3, human_eval={"pairs": 4, "against": "sft"})  # fmt: skip
-    params["report"].update(delta_resamples=100)
-    # the judges: fitted on a slice of the human ratings (whole contexts), validated on another
-    params["human_ratings"].update(max_per_dataset=100)
-    params["judge_fit"].update(representations=["minilm"], folds=2)
-    params["judge_validity"].update(bootstrap_resamples=20)
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     assert run(["git", "init", "-q"], repo).returncode == 0
     assert run([DVC, "init", "-q"], repo).returncode == 0
@@ -105,7 +91,16 @@ def first_run(repo) -> subprocess.CompletedProcess:
     return result
 
 
-STAGES = ("judge_fit", "judge_validity", "build_data", "sft", "grpo", "evaluate", "report")
+STAGES = (
+    "backbone",
+    "judge_fit",
+    "judge_validity",
+    "build_data",
+    "sft",
+    "grpo",
+    "evaluate",
+    "report",
+)
 
 
 def test_repro_runs_every_stage_and_validates_the_judges_before_training(repo, first_run):
@@ -114,6 +109,7 @@ def test_repro_runs_every_stage_and_validates_the_judges_before_training(repo, f
     out = first_run.stdout
     assert out.index("Running stage 'judge_validity'") < out.index("Running stage 'grpo'")
     for name in (
+        "00_backbone",
         "00a_judge_fit",
         "00b_judge_validity",
         "01_build_data",
@@ -196,6 +192,14 @@ def test_evaluate_scores_every_system_with_cis_and_writes_generations(repo, firs
         assert len(lines) == 6
         item = json.loads(lines[0])
         assert set(item["eval_scores"]) == {"relevance", "fluency", "empathy", "persona", "safety"}
+    assert summary["human_written_items"] == 4
+    for name, m in summary["systems"].items():  # first turns apart; the human-written set
+        assert m["n_first_turn"] == 3 and m["n_later_turns"] == 3, name
+        assert m["n_human_written"] == 4 and "mean" in m["emotion_accuracy_human_written"], name
+        hw = [
+            json.loads(x) for x in (repo / f"results/generations/human_written/{name}.jsonl").open()
+        ]
+        assert len(hw) == 4 and all(i["item_id"].startswith("ieval:") for i in hw), name
     # the raw backbone is the untrained tiny decoder: it never writes four spans
     assert summary["systems"]["raw"]["format_compliance"]["mean"] == 0.0
     external = [json.loads(x) for x in (repo / "results/generations/gpt-test.jsonl").open()]
@@ -214,6 +218,7 @@ def test_report_writes_the_papers_tables_figures_and_the_readme_section(repo, fi
     assert list(t2.index) == ["Raw backbone", "SFT", "Kardia-R1", "gpt-test"]
     for col in ("emotion_accuracy", "relevance", "fluency", "empathy", "persona", "safety"):
         assert (t2[f"{col}_low"] <= t2[col]).all() and (t2[col] <= t2[f"{col}_high"]).all()
+    assert "emotion_accuracy_human_written" in t2 and "emotion_accuracy_first_turn" in t2
     assert "\\begin{tabular}" in (repo / "results/tables/table2_main.tex").read_text()
     deltas = pd.read_csv(repo / "results/tables/deltas.csv")
     assert set(deltas["comparison"]) == {"Kardia-R1 − SFT", "SFT − Raw backbone"}

@@ -724,3 +724,22 @@ def test_python_m_kardia_training_with_no_arguments_exits_2():
     out = subprocess.run([sys.executable, "-m", "kardia.training"], capture_output=True,
                          text=True, timeout=60)  # fmt: skip
     assert out.returncode == 2 and "summary.json" in out.stderr
+
+
+def test_compact_prompt_style_rebuilds_the_system_message_from_the_turn():
+    from kardia.training import prompt_args, prompt_rows
+
+    turn = {"prompt": [{"role": "system", "content": "a long stored system message"},
+                       {"role": "user", "content": "hi"}, {"role": "assistant", "content": "a"},
+                       {"role": "user", "content": "I lost my keys."}],
+            "completion": [{"role": "assistant", "content": "x"}], "emotion": "annoyed",
+            "person": "MBTI: INTP\nAbout: A coder. Likes tea.", "situation": "Keys gone."}  # fmt: skip
+    args = prompt_args({"history_exchanges": 0, "prompt_style": "compact"})
+    (row,) = prompt_rows([turn], **args)
+    assert [m["role"] for m in row["prompt"]] == ["system", "user"]
+    assert "INTP; A coder." in row["prompt"][0]["content"]
+    assert "Situation: Keys gone." in row["prompt"][0]["content"]
+    (full,) = prompt_rows([turn], **prompt_args({"history_exchanges": None}))
+    assert full["prompt"] == turn["prompt"]  # the default keeps the stored prompt
+    with pytest.raises(ValueError, match="prompt_style"):
+        prompt_rows([turn], prompt_style="short")
