@@ -53,6 +53,7 @@ def quick_json(script: str):
     return json.loads(out.stdout), out.stderr
 
 
+@pytest.mark.bench  # minutes: `pytest -m bench`, outside CI's 20-minute budget
 @pytest.mark.timeout(360)  # two training workers and a small judge fit, in subprocesses
 def test_bench_train_quick():
     results, stderr = quick_json("bench_train.py")
@@ -64,6 +65,7 @@ def test_bench_train_quick():
     assert "s/step" in stderr  # the table goes to stderr with --json
 
 
+@pytest.mark.bench  # minutes: `pytest -m bench`
 @pytest.mark.timeout(300)  # fits two small judges first
 def test_bench_judge_quick():
     results, stderr = quick_json("bench_judge.py")
