@@ -28,10 +28,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -40,7 +38,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from bench_train import StepTimer, _params, bench_judge, make_corpus  # noqa: E402  (shared helpers)
+import bench_train  # noqa: E402  (shared helpers)
+from bench_train import StepTimer, _params, bench_judge, make_corpus  # noqa: E402
 
 BACKBONE = "smollm2-135m-instruct"
 PROFILE = {"policy": {}}  # the smollm2 profile's values, loaded in main() and in every worker
@@ -129,15 +128,7 @@ def generation_worker(spec: dict) -> dict:
 
 
 def run_worker(spec: dict, env: dict) -> dict:
-    out = subprocess.run(
-        [sys.executable, __file__, "--worker", json.dumps(spec)],
-        capture_output=True, text=True, env={**os.environ, **env}, timeout=1800,
-    )  # fmt: skip
-    lines = [ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")]
-    if out.returncode != 0 or not lines:
-        tail = (out.stderr or out.stdout).strip().splitlines()[-3:]
-        return {**spec, "error": " | ".join(tail)[-300:]}
-    return json.loads(lines[-1][len("RESULT ") :])
+    return bench_train.run_worker(spec, env, script=__file__)
 
 
 def main() -> int:

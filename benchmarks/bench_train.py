@@ -149,9 +149,11 @@ def worker(spec: dict) -> dict:
             "peak_memory_mb": peak / 2**20, "parameters": summary["parameters"]}  # fmt: skip
 
 
-def run_worker(spec: dict, env: dict) -> dict:
+def run_worker(spec: dict, env: dict, script: str = __file__) -> dict:
+    """Run ``script --worker <spec>`` in a fresh process (its peak memory is its own) and read
+    its ``RESULT`` line; a failed worker becomes a row with the error's last lines."""
     out = subprocess.run(
-        [sys.executable, __file__, "--worker", json.dumps(spec)],
+        [sys.executable, script, "--worker", json.dumps(spec)],
         capture_output=True, text=True, env={**os.environ, **env}, timeout=1800,
     )  # fmt: skip
     lines = [ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")]

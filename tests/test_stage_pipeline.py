@@ -25,6 +25,7 @@ from short_dialogues import records, write_jsonl
 
 from kardia import ablations
 from kardia.profiles import load_profile, merge
+from kardia.runner import STAGES  # in dvc.yaml's order
 from kardia.spans import render_spans
 from kardia.testing import ChatServer, Reply, judgement_json
 
@@ -89,18 +90,6 @@ def first_run(repo) -> subprocess.CompletedProcess:
     result = run([DVC, "repro"], repo)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
     return result
-
-
-STAGES = (
-    "backbone",
-    "judge_fit",
-    "judge_validity",
-    "build_data",
-    "sft",
-    "grpo",
-    "evaluate",
-    "report",
-)
 
 
 def test_repro_runs_every_stage_and_validates_the_judges_before_training(repo, first_run):
