@@ -10,7 +10,7 @@ backbone stage builds it (``--backbones-dir``, default ``models/backbones/``):
 * ``naive``: what a plain TRL set-up does — the stored ~235-token system prompt, span markers as
   plain text (~7 tokens each), every block trained (SFT: full fine-tuning; GRPO: LoRA r=16 on all
   linear layers, the STACK.md baseline), completions capped at 160 tokens;
-* ``chosen``: the ``smollm2`` profile's ``policy`` (configs/profiles/smollm2.yaml) — compact
+* ``chosen``: the default ``policy`` in params.yaml — compact
   prompt, markers as added tokens, the top ``train_layers`` blocks trained (their backward pass
   only), completions capped at its ``grpo.max_completion_length``;
 * one row per choice, each the chosen setting with that one choice undone (or bf16 switched on),
@@ -42,7 +42,6 @@ import bench_train  # noqa: E402  (shared helpers)
 from bench_train import StepTimer, _params, bench_judge, make_corpus  # noqa: E402
 
 BACKBONE = "smollm2-135m-instruct"
-PROFILE = {"policy": {}}  # the smollm2 profile's values, loaded in main() and in every worker
 NAIVE = {"prompt_style": "full", "span_tokens": "text", "train_layers": None}
 # name -> (policy overrides on params.yaml's policy, GRPO completion cap or None for params')
 VARIANTS = {
@@ -64,8 +63,7 @@ def worker(spec: dict) -> dict:
 
     params = _params()
     overrides, cap = VARIANTS[spec["variant"]]
-    policy = {**params["policy"], **PROFILE["policy"], "backbone": BACKBONE, **overrides,
-              "backbones_dir": spec["backbones_dir"]}  # fmt: skip
+    policy = {**params["policy"], "backbone": BACKBONE, **overrides, "backbones_dir": spec["backbones_dir"]}
     if policy["finetune"] == "lora" and spec["kind"] == "sft" and spec["variant"] == "naive":
         policy["finetune"] = "full"  # the naive SFT is full fine-tuning (STACK.md)
     if spec["kind"] == "grpo" and spec["variant"] == "naive":
@@ -82,7 +80,7 @@ def worker(spec: dict) -> dict:
                        "batch_size": 8, "sampling": "random"}}  # fmt: skip
         summary = run_sft(cfg, callbacks=[timer.callback] if spec["kind"] == "sft" else [])
     if spec["kind"] == "grpo":
-        grpo = {**params["grpo"], **PROFILE.get("grpo", {})}
+        grpo = params["grpo"]
         cfg = {**base, "sft_dir": str(sft_dir), "judge": spec["judge"],
                "grpo": {"rewards": params["rewards"], "max_steps": steps,
                         "learning_rate": grpo["learning_rate"], "batch_size": 16,
@@ -109,8 +107,7 @@ def generation_worker(spec: dict) -> dict:
     from kardia.training import prompt_args, prompt_rows
 
     params = _params()
-    policy = {**params["policy"], **PROFILE["policy"], "backbone": BACKBONE,
-              "backbones_dir": spec["backbones_dir"]}  # fmt: skip
+    policy = {**params["policy"], "backbone": BACKBONE, "backbones_dir": spec["backbones_dir"]}
     work = Path(spec["work"])
     model, tok = load_policy(work / "sft-chosen", policy, trainable=False)
     rows = prompt_rows(read_splits(work / "data", "turns")["dev"], **prompt_args(policy))
@@ -142,9 +139,6 @@ def main() -> int:
         help="where the backbone stage built the model (default: models/backbones)",
     )
     args = ap.parse_args()
-    from kardia.profiles import load_profile
-
-    PROFILE.update(load_profile("smollm2", ROOT / "configs/profiles"))
     if args.worker:
         spec = json.loads(args.worker)
         run = generation_worker if spec["kind"] == "generate" else worker
@@ -155,7 +149,7 @@ def main() -> int:
     if not (Path(args.backbones_dir) / BACKBONE / "kardia_backbone.json").is_file():
         raise SystemExit(
             f"{args.backbones_dir}/{BACKBONE} is missing: build it first "
-            "(`scripts/profile smollm2`, or kardia.backbone.build_backbone)"
+            "(`dvc repro backbone`, or kardia.backbone.build_backbone)"
         )
     steps = 3 if args.quick else 4
     variants = QUICK if args.quick else tuple(VARIANTS)

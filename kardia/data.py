@@ -194,7 +194,8 @@ def expand_turns(records: Iterable[dict]) -> list[dict]:
     return rows
 
 
-def _check_fractions(dev_fraction: float, test_fraction: float) -> None:
+def check_fractions(dev_fraction: float, test_fraction: float) -> None:
+    """Raise unless both split fractions are in [0, 1) and leave room for train."""
     if not (0 <= dev_fraction < 1 and 0 <= test_fraction < 1 and dev_fraction + test_fraction < 1):
         raise ValueError("dev_fraction and test_fraction must be in [0, 1) and sum below 1")
 
@@ -212,7 +213,7 @@ def split_by_profile(
     ``split_overlap`` counts what is shared (the build_data stage records it). A built dataset
     never gets there: its seed bank is partitioned first (``kardia.seed.split_seed_bank``).
     """
-    _check_fractions(dev_fraction, test_fraction)
+    check_fractions(dev_fraction, test_fraction)
     groups = _linked_groups(records)
     if max(map(len, groups), default=0) > (1 - dev_fraction - test_fraction) * len(records):
         import warnings

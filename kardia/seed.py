@@ -16,7 +16,7 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from kardia.data import KardiaDataError
+from kardia.data import KardiaDataError, check_fractions
 from kardia.emotions import EMOTIONS
 
 MBTI_TYPES = tuple(
@@ -144,8 +144,7 @@ def split_seed_bank(
     from them share no profile and no situation across splits (a held-out situation's emotion
     cannot be looked up from train). Situations are split within each emotion (at least one per
     emotion in every held-out split that asks for any), personas at random; seeded."""
-    if not (0 <= dev_fraction < 1 and 0 <= test_fraction < 1 and dev_fraction + test_fraction < 1):
-        raise ValueError("dev_fraction and test_fraction must be in [0, 1) and sum below 1")
+    check_fractions(dev_fraction, test_fraction)
     rng = random.Random(seed)
 
     def cut(items: list, n_dev: int, n_test: int) -> dict[str, list]:

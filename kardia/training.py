@@ -26,6 +26,7 @@ from collections.abc import Iterable, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+from kardia.build import PROMPT_STYLES, system_prompt
 from kardia.generation import fold_system
 from kardia.rewards import weighted_total
 
@@ -60,15 +61,13 @@ def prompt_args(policy: dict) -> dict:
 def shape_prompt(turn: dict, history_exchanges: int | None, prompt_style: str = "full"):
     """A turn's prompt trimmed to the history budget, its system message in ``prompt_style``
     (rebuilt from the turn's ``person`` and ``situation``; ``full`` keeps the stored one)."""
-    from kardia.build import system_prompt
-
+    if prompt_style not in PROMPT_STYLES:
+        raise ValueError(f"policy.prompt_style must be one of {PROMPT_STYLES}, got {prompt_style!r}")
     prompt = trim_history(turn["prompt"], history_exchanges)
     if prompt_style != "full" and prompt and prompt[0].get("role") == "system":
         content = system_prompt(str(turn.get("person") or ""), str(turn.get("situation") or ""),
                                 prompt_style)  # fmt: skip
         prompt = [{"role": "system", "content": content}, *prompt[1:]]
-    elif prompt_style != "full":
-        system_prompt("", "", prompt_style)  # an unknown style still raises
     return prompt
 
 
