@@ -254,8 +254,9 @@ def judge_note(evaluation: Mapping) -> str:
         caveats.append("a tiny policy (~0.75 M parameters, random init, trained on CPU in "
                        "minutes: a test of the code, not a result)")  # fmt: skip
     elif backbone == "smollm2-135m-instruct":
-        caveats.append("SmolLM2-135M-Instruct (a 135 M-parameter pretrained chat model, "
-                       "trained for minutes on 2 CPU cores)")  # fmt: skip
+        caveats.append("SmolLM2-135M-Instruct (a 135 M-parameter pretrained chat model whose top "
+                       "blocks were fine-tuned on a few hundred turns on 2 CPU cores; test sets "
+                       "sampled, so intervals are wide)")  # fmt: skip
     if "offline" in ev.lower():
         caveats.append(
             "offline judges (small heads fitted to public human ratings, plus rules; "

@@ -83,3 +83,38 @@ def test_bench_smollm2_says_what_is_missing_without_the_built_backbone(tmp_path)
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert out.returncode != 0 and "smollm2-135m-instruct is missing" in out.stderr
+
+
+def _turn(situation: str, user: str, emotion: str, turn: int = 0) -> dict:
+    return {
+        "situation": situation,
+        "prompt": [{"role": "user", "content": user}],
+        "emotion": emotion,
+        "turn": turn,
+    }
+
+
+def test_label_baseline_reads_the_words_and_nothing_else(tmp_path):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from label_baseline import label_baseline
+
+    from kardia.data import write_jsonl
+
+    train = [
+        _turn("my dog died", "I miss him so", "sad"),
+        _turn("I won the cup", "best day ever", "joyful"),
+    ] * 5
+    test = [
+        _turn("my dog died last week", "I miss him", "sad"),
+        _turn("we won the cup", "best day", "joyful", 1),
+    ]
+    for split, rows in {"train": train, "dev": [], "test": test}.items():
+        write_jsonl(rows, tmp_path / "turns" / f"{split}.jsonl")
+    result = label_baseline(tmp_path, ROOT / "data/human_ratings")
+    assert result["test"] == {"n": 2, "accuracy": 1.0}
+    assert result["test_first_turns"] == {"n": 1, "accuracy": 1.0}
+    assert result["human_written"]["n"] == 480  # iEval's situations, labelled among our 32
+
+    swapped = [{**r, "emotion": "sad" if r["emotion"] == "joyful" else "joyful"} for r in test]
+    write_jsonl(swapped, tmp_path / "turns" / "test.jsonl")
+    assert label_baseline(tmp_path, ROOT / "data/human_ratings")["test"]["accuracy"] == 0.0

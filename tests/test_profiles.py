@@ -27,6 +27,20 @@ def test_every_profile_key_exists_in_params(name):
     assert flat["grpo.vllm_mode"] == "server" and flat["build_data.source"] == "Jhcircle/KadiaBench"
 
 
+def test_default_is_smollm2_and_the_cpu_choices_stay_out_of_gpu_and_smoke_runs():
+    # the default trains the packaged SmolLM2 with the CPU choices; CI's smoke profile goes back
+    # to the tiny decoder (no 513 MB build), and the paper profiles undo every CPU-only choice
+    assert PARAMS["policy"]["backbone"] == "smollm2-135m-instruct"
+    assert PARAMS["policy"]["train_layers"] and PARAMS["policy"]["prompt_style"] == "compact"
+    smoke = profiles.merge(PARAMS, profiles.load_profile("smoke", ROOT / "configs/profiles"))
+    assert smoke["policy"]["backbone"] == "tiny" and smoke["policy"]["train_layers"] is None
+    for name in SHIPPED:
+        paper = profiles.merge(PARAMS, profiles.load_profile(name, ROOT / "configs/profiles"))
+        assert paper["policy"]["train_layers"] is None and paper["policy"]["prompt_style"] == "full"
+        assert paper["policy"]["dtype"] == "auto"
+        assert paper["evaluate"]["test_prompts"] is None and paper["evaluate"]["human_written"]["prompts"] is None
+
+
 def test_extends_merges_and_the_child_wins():
     base = profiles.load_profile("paper-qwen2.5-7b", ROOT / "configs/profiles")
     child = profiles.load_profile("paper-gemma-2b", ROOT / "configs/profiles")

@@ -161,6 +161,8 @@ def test_the_results_section_names_the_judges_and_flags_the_embedded_default(eva
     section = report.results_section(offline, {**md, "ablations": "| a |"})
     assert "Embedded default" in section and "the same judge" in section
     assert "**Ablations:**" in section and "| a |" in section
+    section = report.results_section({**offline, "backbone": "smollm2-135m-instruct"}, md)
+    assert "Embedded default" in section and "SmolLM2-135M-Instruct" in section and "tiny" not in section
 
 
 def test_write_optional_writes_a_note_when_there_are_no_rows(tmp_path):
