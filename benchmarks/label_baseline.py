@@ -29,6 +29,7 @@ def label_baseline(data_dir: str | Path, ratings_dir: str | Path) -> dict:
     from sklearn.naive_bayes import MultinomialNB
 
     from kardia.data import read_splits
+    from kardia.emotions import EMOTIONS
     from kardia.evaluation import human_written_rows
 
     turns = read_splits(data_dir, "turns")
@@ -48,7 +49,7 @@ def label_baseline(data_dir: str | Path, ratings_dir: str | Path) -> dict:
         "test": accuracy(test),
         "test_first_turns": accuracy([r for r in test if r.get("turn") == 0]),
         "human_written": accuracy(human_written_rows(ratings_dir, n=None, seed=0)),
-        "chance": 1 / 32,
+        "chance": 1 / len(EMOTIONS),
     }
 
 
