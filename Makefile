@@ -4,5 +4,5 @@ setup: ; bash scripts/setup.sh --dev
 repro: ; bash scripts/setup.sh && .venv/bin/dvc repro
 test: ; bash scripts/setup.sh --dev && .venv/bin/python -m pytest
 lint: ; .venv/bin/python -m ruff check kardia tests benchmarks && .venv/bin/python -m ruff format --check kardia tests benchmarks
-bench: ; .venv/bin/python benchmarks/bench_rewards.py && .venv/bin/python benchmarks/bench_judge.py && .venv/bin/python benchmarks/bench_build.py && .venv/bin/python benchmarks/bench_train.py && .venv/bin/python benchmarks/bench_smollm2.py
+bench: ; for b in rewards judge build train smollm2; do .venv/bin/python benchmarks/record.py $$b -- .venv/bin/python benchmarks/bench_$$b.py || exit $$?; done  # README blocks from what each printed
 lab: ; .venv/bin/jupyter lab --allow-root notebooks/

@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from kardia.emotions import normalize_emotion
-from kardia.metrics import bootstrap_ci
+from kardia.metrics import bootstrap_ci, dialogue_of
 from kardia.rubric import DIMENSIONS, Judgement, JudgeRequest, rubric_score
 from kardia.spans import parse_spans
 
@@ -230,36 +230,45 @@ def judge_identity(cfg: Mapping) -> tuple:
     return tuple(cfg.get(k) for k in JUDGE_IDENTITY)
 
 
-def judge_replies(judge, rows: Sequence[dict], texts: Sequence[str]) -> list[dict | None]:
-    """Each reply's five scores (``{dimension: 1..5}``) from ``judge``, None where it failed."""
+def judge_replies(judge, rows: Sequence[dict], texts: Sequence[str],
+                  failed: Sequence[bool] | None = None) -> list[Judgement | None]:  # fmt: skip
+    """Each reply's ``Judgement`` (five scores on 1..5 and the judge's rationale) from ``judge``,
+    None where it failed. A reply that could not be generated (``failed``) is never sent: it
+    has no scores to average."""
     from kardia.rewards import _history
 
+    failed = list(failed) if failed is not None else [False] * len(rows)
+    keep = [i for i, f in enumerate(failed) if not f]
     requests = [
         JudgeRequest(
-            persona=str(r.get("person") or ""),
-            situation=str(r.get("situation") or ""),
-            history=_history(r["prompt"]),
-            response=visible_reply(t),
-            emotion=r.get("emotion"),
+            persona=str(rows[i].get("person") or ""),
+            situation=str(rows[i].get("situation") or ""),
+            history=_history(rows[i]["prompt"]),
+            response=visible_reply(texts[i]),
+            emotion=rows[i].get("emotion"),
         )
-        for r, t in zip(rows, texts, strict=True)
+        for i in keep
     ]
-    return [None if j is None else dict(j.scores) for j in judge.score(requests)] if rows else []
+    out: list[Judgement | None] = [None] * len(rows)
+    for i, j in zip(keep, judge.score(requests) if requests else [], strict=True):
+        out[i] = j
+    return out
 
 
 def item_records(
     system: str,
     rows: Sequence[dict],
     texts: Sequence[str],
-    eval_scores: Sequence[dict | None],
-    train_scores: Sequence[dict | None],
+    eval_judgements: Sequence[Judgement | None],
+    train_judgements: Sequence[Judgement | None],
     failed: Sequence[bool] | None = None,
 ) -> list[dict]:
-    """One JSON-ready record per test item: the reply, what it got right, both judges' scores,
-    and whether the reply could not be generated (``failed``, from ``generate_system``)."""
+    """One JSON-ready record per test item: the reply, what it got right, both judges' scores
+    with the evaluation judge's rationale per dimension (so a reader sees why a reply scored what
+    it did), and whether the reply could not be generated (``failed``, from ``generate_system``)."""
     out = []
     failed = failed if failed is not None else [False] * len(rows)
-    for r, text, ev, tr, gen_failed in zip(rows, texts, eval_scores, train_scores, failed,
+    for r, text, ev, tr, gen_failed in zip(rows, texts, eval_judgements, train_judgements, failed,
                                            strict=True):  # fmt: skip
         spans = parse_spans(text)
         predicted = normalize_emotion(spans.emotion) if spans.emotion else None
@@ -276,8 +285,9 @@ def item_records(
                 "turn": r.get("turn"),
                 "response_words": len(visible_reply(text).split()),
                 "generation_failed": bool(gen_failed),
-                "eval_scores": ev,
-                "train_scores": tr,
+                "eval_scores": None if ev is None else dict(ev.scores),
+                "eval_rationale": None if ev is None else dict(ev.rationale),
+                "train_scores": None if tr is None else dict(tr.scores),
                 "reply": text,
             }
         )
@@ -288,44 +298,65 @@ def check_judge_failures(metrics: Mapping, max_failure_rate: float, system: str)
     """Stop the stage when the evaluation judge failed on too many of a system's replies."""
     from kardia.judges import check_failure_rate
 
-    n, failures = metrics["n"], metrics["judge_failures"]
+    n, failures = metrics["n_generated"], metrics["judge_failures"]
     stats = {"items": n, "failures": failures, "failure_rate": failures / n if n else 0.0}
     check_failure_rate(stats, max_failure_rate, f"evaluation judge on {system}")
+
+
+def check_generation_failures(metrics: Mapping, max_failure_rate: float, system: str) -> None:
+    """Stop the stage when too many of a system's replies could not be generated (an endpoint
+    that failed every retry): they are left out of every mean, so many would bias the table."""
+    n, failures = metrics["n"], metrics["generation_failures"]
+    if n and failures / n > max_failure_rate:
+        raise RuntimeError(
+            f"{system}: {failures} of {n} replies could not be generated "
+            f"({failures / n:.1%} > evaluate.max_failure_rate {max_failure_rate:.1%}); check the "
+            "system's endpoint (replies that failed are never scored)"
+        )
 
 
 def system_metrics(
     items: Sequence[dict], *, resamples: int = 1000, confidence: float = 0.95, seed: int = 0
 ) -> dict:
-    """Per-system metrics, each ``{"mean", "low", "high"}`` (percentile bootstrap over items):
-    emotion accuracy and format compliance in %, the five dimensions on 1–5 (items the
-    evaluation judge scored), the rubric on [0, 1], response words; plus counts of items, judge
-    failures and generation failures."""
+    """Per-system metrics, each ``{"mean", "low", "high"}``: emotion accuracy and format
+    compliance in %, the five dimensions on 1–5 (items the evaluation judge scored), the rubric
+    on [0, 1], response words; plus counts of items, judge failures and generation failures.
+    Intervals are percentile bootstraps over *dialogues* (``metrics.dialogue_of``: the turns of a
+    dialogue are resampled together). A reply that could not be generated is in no mean: it is
+    counted in ``generation_failures`` only (an empty reply is not a score of the system)."""
 
-    def ci(values) -> dict:
-        mean, low, high = bootstrap_ci(list(values), resamples=resamples,
-                                       confidence=confidence, seed=seed)  # fmt: skip
+    def ci(chosen: Sequence[dict], value) -> dict:
+        mean, low, high = bootstrap_ci([value(i) for i in chosen], resamples=resamples,
+                                       confidence=confidence, seed=seed,
+                                       groups=[dialogue_of(i["item_id"]) for i in chosen])  # fmt: skip
         return {"mean": mean, "low": low, "high": high}
 
-    judged = [i["eval_scores"] for i in items if i["eval_scores"] is not None]
-    first = [i for i in items if i.get("turn") == 0]
-    later = [i for i in items if (i.get("turn") or 0) > 0]
-    out = {
+    generated = [i for i in items if not i["generation_failed"]]
+    judged = [i for i in generated if i["eval_scores"] is not None]
+    first = [i for i in generated if i.get("turn") == 0]
+    later = [i for i in generated if (i.get("turn") or 0) > 0]
+
+    def emotion(i: dict) -> float:
+        return 100.0 * i["emotion_ok"]
+
+    return {
         "n": len(items),
-        "emotion_accuracy": ci(100.0 * i["emotion_ok"] for i in items),
+        "n_generated": len(generated),
+        "n_dialogues": len({dialogue_of(i["item_id"]) for i in generated}),
+        "emotion_accuracy": ci(generated, emotion),
         # the first turn: the emotion must come from the situation and the opening alone
-        "emotion_accuracy_first_turn": ci(100.0 * i["emotion_ok"] for i in first),
-        "emotion_accuracy_later_turns": ci(100.0 * i["emotion_ok"] for i in later),
+        "emotion_accuracy_first_turn": ci(first, emotion),
+        "emotion_accuracy_later_turns": ci(later, emotion),
         "n_first_turn": len(first),
         "n_later_turns": len(later),
-        **{d: ci(s[d] for s in judged) for d in DIMENSIONS},
-        "rubric": ci(rubric_score(Judgement(scores=s)) for s in judged),
-        "format_compliance": ci(100.0 * i["format_ok"] for i in items),
-        "response_words": ci(i["response_words"] for i in items),
+        **{d: ci(judged, lambda i, d=d: i["eval_scores"][d]) for d in DIMENSIONS},
+        "rubric": ci(judged, lambda i: rubric_score(Judgement(scores=i["eval_scores"]))),
+        "format_compliance": ci(generated, lambda i: 100.0 * i["format_ok"]),
+        "response_words": ci(generated, lambda i: i["response_words"]),
         "judged": len(judged),
-        "judge_failures": len(items) - len(judged),
-        "generation_failures": sum(i["generation_failed"] for i in items),
+        "judge_failures": len(generated) - len(judged),
+        "generation_failures": len(items) - len(generated),
     }
-    return out
 
 
 def human_written_metrics(
@@ -333,9 +364,10 @@ def human_written_metrics(
 ) -> dict:
     """Emotion accuracy and format compliance (in %, with bootstrap CIs) on the human-written
     situations (``human_written_rows``), keyed ``<metric>_human_written``."""
-    out = {"n_human_written": len(items)}
+    generated = [i for i in items if not i["generation_failed"]]  # a failed reply is no score
+    out = {"n_human_written": len(items), "generation_failures_human_written": len(items) - len(generated)}
     for key, field_ in (("emotion_accuracy", "emotion_ok"), ("format_compliance", "format_ok")):
-        mean, low, high = bootstrap_ci([100.0 * i[field_] for i in items], resamples=resamples,
+        mean, low, high = bootstrap_ci([100.0 * i[field_] for i in generated], resamples=resamples,
                                        confidence=confidence, seed=seed)  # fmt: skip
         out[f"{key}_human_written"] = {"mean": mean, "low": low, "high": high}
     return out

@@ -287,7 +287,8 @@ def training_curves(sft_log, grpo_log, grpo_dev, path: str | Path, window: int =
     return _save(fig, path)
 
 
-def judge_validity(table, path: str | Path, roles: Mapping[str, str] | None = None) -> Path:
+def judge_validity(table, path: str | Path, confidence: float = 0.95,
+                   roles: Mapping[str, str] | None = None) -> Path:  # fmt: skip
     """Each judge against people: AUC or Spearman ρ (left) and pairwise accuracy (right) per
     held-out check, with bootstrap intervals; dashed lines mark chance."""
     plt = _plt()
@@ -334,5 +335,5 @@ def judge_validity(table, path: str | Path, roles: Mapping[str, str] | None = No
     axes[0].set_xlabel("Spearman ρ (■ AUC for safe / unsafe; chance: ρ 0, AUC 0.5)")
     axes[1].set_xlabel("pairwise accuracy within a context (chance 0.5)")
     axes[0].legend(loc="lower right", fontsize=8)
-    fig.suptitle("Judges against held-out human ratings (95% intervals over contexts)")
+    fig.suptitle(f"Judges against held-out human ratings ({round(100 * confidence)}% intervals over contexts)")
     return _save(fig, path)

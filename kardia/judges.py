@@ -8,7 +8,7 @@ separately in ``params.yaml`` and built with ``make_judge``.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Protocol, runtime_checkable
 
 from kardia.client import ChatClient, ClientStats
@@ -142,6 +142,14 @@ def make_judge(cfg: dict) -> Judge:
             cfg["cache_path"] = os.fspath(cfg["cache_path"])
         return OpenAICompatibleJudge(cfg.pop("base_url"), cfg.pop("model"), **cfg)
     raise ValueError(f"unknown judge kind {kind!r}; expected 'offline', 'lexicon' or 'openai'")
+
+
+def max_failure_rate(cfg: Mapping) -> float:
+    """A judge section's ``max_failure_rate`` (default 0.05, SPEC §6), checked to be in [0, 1)."""
+    rate = float(cfg.get("max_failure_rate", 0.05))
+    if not 0 <= rate < 1:
+        raise ValueError(f"max_failure_rate must be in [0, 1), got {rate}")
+    return rate
 
 
 def check_failure_rate(stats: ClientStats | dict, max_failure_rate: float, what: str) -> None:

@@ -34,22 +34,47 @@ def span_metrics(texts: Sequence[str], gold_emotions: Sequence[str | None]) -> d
 
 
 def bootstrap_ci(
-    values: Sequence[float], *, resamples: int = 1000, confidence: float = 0.95, seed: int = 0
+    values: Sequence[float],
+    *,
+    resamples: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+    groups: Sequence | None = None,
 ) -> tuple[float, float, float]:
     """Mean of ``values`` and its percentile-bootstrap confidence interval (seeded).
 
-    NaN values (a failed judgement) are left out; an empty input gives three NaNs.
+    With ``groups`` (one label per value, e.g. the dialogue a test turn comes from), whole groups
+    are resampled: turns of one dialogue share a persona, a situation and a model state, so
+    resampling them as if independent gives intervals far narrower than the real spread. Each
+    resample's statistic is the mean over all values of the groups it drew. NaN values (a failed
+    judgement) are left out; an empty input gives three NaNs.
     """
     import numpy as np
 
-    x = np.asarray([v for v in values if v == v], dtype=float)  # v == v drops NaN
-    if x.size == 0:
+    if groups is None:
+        groups = range(len(values))
+    elif len(groups) != len(values):
+        raise ValueError(f"{len(groups)} group labels for {len(values)} values")
+    kept = [(g, v) for g, v in zip(groups, values, strict=True) if v == v]  # v == v drops NaN
+    if not kept:
         return (float("nan"),) * 3
+    labels = {g: k for k, g in enumerate(dict.fromkeys(g for g, _ in kept))}
+    index = np.asarray([labels[g] for g, _ in kept])
+    x = np.asarray([v for _, v in kept], dtype=float)
+    sums = np.bincount(index, weights=x, minlength=len(labels))
+    counts = np.bincount(index, minlength=len(labels)).astype(float)
     rng = np.random.default_rng(seed)
-    means = x[rng.integers(0, x.size, size=(resamples, x.size))].mean(axis=1)
+    draw = rng.integers(0, len(labels), size=(resamples, len(labels)))
+    means = sums[draw].sum(axis=1) / counts[draw].sum(axis=1)
     alpha = (1 - confidence) / 2
     low, high = np.quantile(means, [alpha, 1 - alpha])
     return float(x.mean()), float(low), float(high)
+
+
+def dialogue_of(item_id: str) -> str:
+    """The cluster a test item belongs to: its dialogue (``item_id`` is ``dialogue_id:turn``);
+    an id without a turn (a single-turn item) is its own cluster."""
+    return str(item_id).rsplit(":", 1)[0]
 
 
 def per_emotion_accuracy(texts: Sequence[str], gold_emotions: Sequence[str]) -> dict[str, dict]:

@@ -107,7 +107,8 @@ def score_probes(
             for jname in judges:
                 rubric = per_judge[jname][i]
                 row[f"rubric[{jname}]"] = rubric
-                row[f"total[{jname}]"] = weighted_total(
+                # a failed judgement is no score: no total either (as in training, build_rewards)
+                row[f"total[{jname}]"] = None if rubric is None else weighted_total(
                     [fmt[i], emo[i], rubric],
                     [weights.get(k, 0) for k in ("format", "emotion", "rubric")],
                 )

@@ -7,12 +7,13 @@ stages left in ``results/``; nothing loads a model or calls a judge.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from kardia.metrics import bootstrap_ci, judge_agreement
+from kardia.metrics import bootstrap_ci, dialogue_of, judge_agreement
 from kardia.paper import DELTAS
 from kardia.rubric import DIMENSIONS
 
@@ -82,8 +83,9 @@ def table2_display(t2, extra: bool = True) -> pd.DataFrame:
         d = _decimals(key)
         cols[name] = [f"{r[key]:.{d}f} [{r[key + '_low']:.{d}f}, {r[key + '_high']:.{d}f}]"
                       if r[key] == r[key] else "n/a" for _, r in t2.iterrows()]  # fmt: skip
-    if extra:
+    if extra:  # failures are in no mean above: they are shown, never scored
         cols["Judge failures"] = [str(int(v)) for v in t2["judge_failures"]]
+        cols["Generation failures"] = [str(int(v)) for v in t2["generation_failures"]]
     out = pd.DataFrame(cols, index=t2.index)
     out.index.name = "system"
     return out
@@ -91,18 +93,21 @@ def table2_display(t2, extra: bool = True) -> pd.DataFrame:
 
 def item_frame(items: Sequence[Mapping], order: Sequence[str] = ()) -> pd.DataFrame:
     """One row per (system, item): emotion correctness (0/100), each dimension from the
-    evaluation judge (NaN where it failed), format, words. Systems come in ``order`` (the
-    order of ``evaluate.systems``), any others after them."""
+    evaluation judge (NaN where it failed), format, words; every metric NaN where the reply
+    could not be generated (left out of means and paired deltas, like a failed judgement).
+    Systems come in ``order`` (the order of ``evaluate.systems``), any others after them."""
     import pandas as pd
 
+    nan = float("nan")
     rows = []
     for i in items:
         ev = i.get("eval_scores") or {}
+        gone = bool(i.get("generation_failed"))
         rows.append({"system": i["system"], "item_id": i["item_id"], "emotion": i["emotion"],
-                     "emotion_accuracy": 100.0 * i["emotion_ok"],
-                     "format_compliance": 100.0 * i["format_ok"],
-                     "response_words": i["response_words"],
-                     **{d: ev.get(d, float("nan")) for d in DIMENSIONS}})  # fmt: skip
+                     "emotion_accuracy": nan if gone else 100.0 * i["emotion_ok"],
+                     "format_compliance": nan if gone else 100.0 * i["format_ok"],
+                     "response_words": nan if gone else i["response_words"],
+                     **{d: nan if gone else ev.get(d, nan) for d in DIMENSIONS}})  # fmt: skip
     frame = pd.DataFrame(rows)
     rank = {s: k for k, s in enumerate(order)}
     key = frame["system"].map(lambda s: rank.get(s, len(rank)))
@@ -111,7 +116,8 @@ def item_frame(items: Sequence[Mapping], order: Sequence[str] = ()) -> pd.DataFr
 
 def deltas(frame, *, resamples: int = 1000, confidence: float = 0.95, seed: int = 0):
     """Kardia-R1 − SFT and SFT − raw per Table 2 metric: the mean paired difference over the
-    items both systems answered with its bootstrap CI, beside the paper's reported delta."""
+    items both systems answered with its bootstrap CI (dialogues resampled whole), beside the
+    paper's reported delta."""
     import pandas as pd
 
     rows = []
@@ -122,22 +128,22 @@ def deltas(frame, *, resamples: int = 1000, confidence: float = 0.95, seed: int 
         wide = frame[frame["system"].isin([a, b])].pivot(index="item_id", columns="system")
         for key, name in AXES:
             diff = (wide[(key, a)] - wide[(key, b)]).tolist()
-            mean, low, high = bootstrap_ci(diff, resamples=resamples, confidence=confidence,
-                                           seed=seed)  # fmt: skip
+            mean, low, high = bootstrap_ci(diff, resamples=resamples, confidence=confidence, seed=seed,
+                                           groups=[dialogue_of(i) for i in wide.index])  # fmt: skip
             rows.append({"comparison": f"{label(a)} − {label(b)}", "metric": name,
                          "ours": mean, "low": low, "high": high,
                          "paper": DELTAS[f"{a} - {b}"][key]})  # fmt: skip
     return pd.DataFrame(rows, columns=["comparison", "metric", "ours", "low", "high", "paper"])
 
 
-def deltas_display(d) -> pd.DataFrame:
+def deltas_display(d, confidence: float = 0.95) -> pd.DataFrame:
     import pandas as pd
 
     out = pd.DataFrame(
         {
             "comparison": d["comparison"],
             "metric": d["metric"],
-            "ours [95% CI]": [
+            f"ours [{round(100 * confidence)}% CI]": [
                 f"{r.ours:+.2f} [{r.low:+.2f}, {r.high:+.2f}]" if r.ours == r.ours else "n/a"
                 for r in d.itertuples()
             ],  # fmt: skip
@@ -145,6 +151,33 @@ def deltas_display(d) -> pd.DataFrame:
         }
     )
     return out.set_index("comparison")
+
+
+def seeds_display(table, deltas_table, confidence: float) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The seed tables as printed: per system and metric ``mean ± seed SD [two-stage CI]``; per
+    delta the same, each run's delta, and whether its sign held in every run."""
+    import pandas as pd
+
+    def cell(r) -> str:
+        d = 1 if "%" in str(r.metric) else 2  # accuracies in %, scores on 1-5
+        sd = f" ± {r.seed_sd:.{d}f}" if r.seed_sd == r.seed_sd else ""
+        return f"{r.mean:.{d}f}{sd} [{r.low:.{d}f}, {r.high:.{d}f}]" if r.mean == r.mean else "n/a"
+
+    level = f"{round(100 * confidence)}%"
+    by_system = table.assign(shown=[cell(r) for r in table.itertuples()])
+    wide = by_system.pivot(index="system", columns="metric", values="shown")
+    wide = wide.reindex(index=list(dict.fromkeys(table["system"])), columns=list(dict.fromkeys(table["metric"])))
+    wide.index = [label(s) for s in wide.index]
+    wide.index.name = f"system (mean ± seed SD [{level} CI over seeds and dialogues])"
+    runs = int(table["runs"].max()) if len(table) else 0
+    deltas_shown = pd.DataFrame({
+        "comparison": deltas_table["comparison"],
+        "metric": deltas_table["metric"],
+        f"mean ± seed SD [{level} CI]": [cell(r) for r in deltas_table.itertuples()],
+        "per seed": [", ".join(f"{v:+.2f}" for v in r.per_run.values()) for r in deltas_table.itertuples()],
+        f"sign held in all {runs} seeds": ["yes" if v else "no" for v in deltas_table["sign_holds"]],
+    }).set_index("comparison")  # fmt: skip
+    return wide, deltas_shown
 
 
 def per_emotion(items: Sequence[Mapping], order: Sequence[str] = ()) -> pd.DataFrame:
@@ -348,7 +381,57 @@ def write_optional(df, stem: str | Path, caption: str, empty: str) -> list[Path]
     return [stem.with_suffix(".csv"), stem.with_suffix(".md")]
 
 
-def results_section(evaluation: Mapping, md: Mapping[str, str]) -> str:
+def stage_seconds(notebooks: Sequence[str | Path]) -> dict[str, float]:
+    """Wall seconds of each stage's last successful run, from the papermill metadata of its
+    executed notebook (``results/notebooks/NN_<stage>.ipynb``)."""
+    out = {}
+    for path in map(Path, notebooks):
+        meta = json.loads(path.read_text(encoding="utf-8")).get("metadata", {}).get("papermill", {})
+        if meta.get("duration") is None:
+            raise ValueError(f"{path} has no papermill duration: not an executed stage notebook")
+        out[path.stem.split("_", 1)[1]] = float(meta["duration"])
+    return out
+
+
+def training_block(sft: Mapping, grpo: Mapping, grpo_dev: pd.DataFrame, sft_log: pd.DataFrame,
+                   seconds: Mapping[str, float]) -> str:  # fmt: skip
+    """The README's training table, from the sft and grpo stages' metric files and the stage
+    times: nothing in it is typed by hand (``<!-- train:start -->`` block)."""
+    dev = sft.get("dev") or {}
+    losses = sft_log["loss"].dropna().tolist()
+    k = max(1, min(20, len(losses) // 4))
+    judge = grpo.get("judge_stats") or {}
+    trend = grpo.get("trend") or {}
+
+    def change(key: str) -> str:
+        t = trend.get(key)
+        return f"{t['first']:.3f} → {t['last']:.3f}" if t else "n/a"
+
+    rows_dev = "; ".join(f"step {int(r.step)}: {r.total:.3f}" + (" (kept)" if r.kept else "")
+                         for r in grpo_dev.itertuples())  # fmt: skip
+    total = sum(seconds.values())
+    times = ", ".join(f"{name} {seconds[name]:.0f} s" for name in seconds)
+    lines = [
+        f"| | measured (`dvc repro`, backbone `{sft.get('backbone')}`, training judge `{grpo.get('judge')}`) |",
+        "|---|---|",
+        f"| `sft` | {sft['steps']} steps over {sft['train_turns']:,} easy turns, "
+        f"{sft['seconds_per_step']:.2f} s/step, "
+        f"{sft['trainable']:,} of {sft['parameters']:,} parameters trained; loss "
+        f"{sum(losses[:k]) / k:.2f} → {sum(losses[-k:]) / k:.2f} (mean of the first → last {k} steps) |",
+        f"| SFT dev check ({dev.get('n', 0)} dev turns of unseen situations and profiles, greedy) | "
+        f"{100 * dev.get('format_compliance', float('nan')):.1f} % four-span replies; emotion accuracy "
+        f"{100 * dev.get('emotion_accuracy', float('nan')):.1f} % (chance 3.1 %) |",
+        f"| `grpo` | {grpo['steps']} steps, {grpo['seconds_per_step']:.1f} s/step, "
+        f"{judge.get('items', 0):,} judgements, {judge.get('failures', 0)} failed |",
+        f"| train reward, first → last quarter of the steps | total {change('reward')}; format "
+        f"{change('format')}; emotion {change('emotion')}; rubric {change('rubric')} |",
+        f"| dev reward per checkpoint ({grpo.get('dev_prompts')} hard dev turns, greedy) | {rows_dev} |",
+        f"| stage wall times (each stage's last run) | {times}; {total / 60:.0f} min together |",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def results_section(evaluation: Mapping, md: Mapping[str, str], validity_confidence: float) -> str:
     """The README's results block: the judge note, Table 2, the radar, the deltas, judge
     agreement, probes, and the ablation / human tables when they have rows."""
     n = evaluation["test_items"]
@@ -356,15 +439,20 @@ def results_section(evaluation: Mapping, md: Mapping[str, str]) -> str:
     parts = [
         "_Regenerated by the `report` stage from `results/` (`dvc repro`); do not edit by hand._",
         "> " + judge_note(evaluation),
-        f"**Table 2** — {n} test turns, greedy replies, mean [{conf}% bootstrap CI] "
-        "(`results/tables/table2_main.{csv,md,tex}`):",
+        f"**Table 2** — {n} test turns, greedy replies, mean [{conf}% bootstrap CI, dialogues "
+        "resampled whole] (`results/tables/table2_main.{csv,md,tex}`):",
         md["table2"],
         "![Figure 1: radar of the six Table 2 axes per system](results/figures/fig1_radar.png)",
         "**Deltas** beside the paper's (mean of its four backbones; ours: paired bootstrap over "
-        "the same test turns; `results/tables/deltas.*`):",
+        "the same test turns, dialogues resampled whole; `results/tables/deltas.*`):",
         md["deltas"],
+        *((f"**Seeds** — {md['seed_runs']} training seeds (`scripts/seeds`; data and test turns fixed): "
+           "mean ± the standard deviation between seeds, and an interval that resamples seeds and, "
+           "within each, dialogues (`results/tables/seeds.*`, `results/tables/deltas_seeds.*`):",
+           md["seeds"], md["seed_deltas"]) if md.get("seeds") else ()),
         "**Judge validity** — every judge against held-out human ratings (DiaSafety, iEval, "
-        "FailedESConv), beside the lexicon baseline and response length alone; 95% intervals "
+        "FailedESConv), beside the lexicon baseline and response length alone; "
+        f"{round(100 * validity_confidence)}% intervals "
         "resample whole contexts (`results/tables/judge_validity.*`, from the `judge_validity` "
         "stage):",
         md.get("validity", ""),

@@ -4,15 +4,23 @@
 1/3 each. Each function follows TRL's contract: ``f(completions, **kwargs) -> list[float | None]``
 where ``completions`` are strings or conversational ``[{"role", "content"}]`` lists and every
 dataset column arrives as a keyword argument. They never raise on model output: malformed text
-scores 0 (SPEC §6). ``None`` means "not applicable" (a failed judgement), which TRL skips.
+scores 0 (SPEC §6).
+
+A failed judgement is never a score. TRL 1.14 sums the weighted rewards with ``nansum``, so a
+``None`` rubric beside numeric format and emotion rewards would count as 0 in the advantage. With a
+rubric reward, ``build_rewards`` therefore masks the other rewards too: a completion whose
+judgement failed gets ``None`` from every function, TRL marks it unscorable (left out of its
+group's baseline, advantage 0), and the rubric reward stops training — every step, not after it —
+once more judgements have failed than ``max_failure_rate``.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping, Sequence
 
 from kardia.emotions import normalize_emotion
-from kardia.judges import Judge
+from kardia.judges import Judge, check_failure_rate
 from kardia.rubric import JudgeRequest, rubric_score
 from kardia.spans import parse_spans
 
@@ -76,18 +84,33 @@ def _column(kwargs: Mapping, name: str, n: int) -> list:
     return values
 
 
-def make_rubric_reward(judge: Judge) -> Callable[..., list[float | None]]:
+MIN_JUDGED = 100  # the failure rate that stops training counts at least this many judgements
+
+
+def make_rubric_reward(judge: Judge, max_failure_rate: float | None = None) -> Callable[..., list[float | None]]:
     """Wrap a judge as a TRL reward: ``f(completions, prompts, **kwargs) -> list[float | None]``.
 
     Reads the optional columns ``person``, ``situation`` and ``emotion``. A completion whose spans
     are not complete scores 0.0 and is never sent to the judge; the judge sees the reply (the
     response span) with the persona, situation and dialogue history; a failed judgement gives
-    None. The returned function exposes the judge as ``.judge`` for its counters; under TRL
+    None. With ``max_failure_rate``, every call checks the judge's failures so far (over at least
+    ``MIN_JUDGED`` judgements) and raises, stopping training before the step's update, above it.
+    The result for the last ``completions`` object is kept, so the masked rewards of the same step
+    (``build_rewards``) do not judge twice.
+    The returned function exposes the judge as ``.judge`` for its counters; under TRL
     (``log_metric`` in kwargs) it also logs per step the judge's items, failures, cache hits,
     mean latency, and the mean rubric score of the replies it judged.
     """
+    last: dict = {"completions": None, "out": None}
 
     def rubric_reward(completions: Sequence, prompts: Sequence | None = None, **kwargs):
+        if last["completions"] is completions:  # the same step, asked again by a masked reward
+            return list(last["out"])
+        out = _score(completions, prompts, **kwargs)
+        last.update(completions=completions, out=out)
+        return list(out)
+
+    def _score(completions: Sequence, prompts: Sequence | None = None, **kwargs):
         n = len(completions)
         prompts = list(prompts) if prompts is not None else [None] * n
         persons = _column(kwargs, "person", n)
@@ -122,10 +145,35 @@ def make_rubric_reward(judge: Judge) -> Callable[..., list[float | None]]:
             judged = [out[i] for i in index if out[i] is not None]
             if judged:
                 log_metric("judge/score_mean", sum(judged) / len(judged))
+        stats = getattr(judge, "stats", None)
+        if max_failure_rate is not None and stats is not None:
+            # the rate over the judgements so far, counting at least MIN_JUDGED: one failure in the
+            # first step's 16 is no outage (and is masked, never a reward); a judge that is down is
+            state = kwargs.get("trainer_state")
+            where = f" at step {state.global_step + 1}" if state is not None else ""
+            seen = max(stats.items, MIN_JUDGED)
+            check_failure_rate({"items": stats.items, "failures": stats.failures,
+                                "failure_rate": stats.failures / seen}, max_failure_rate,
+                               f"rubric reward{where}, stopped before a failed judgement could count "
+                               "as a reward")  # fmt: skip
         return out
 
     rubric_reward.judge = judge
     return rubric_reward
+
+
+def unless_judgement_failed(func: Callable, rubric: Callable) -> Callable:
+    """``func`` with None wherever ``rubric`` (a ``make_rubric_reward`` function) has a failed
+    judgement for the same completion, so TRL leaves that completion out instead of adding the
+    other rewards to a rubric of 0. Keeps ``func``'s name (TRL logs rewards by it)."""
+
+    @functools.wraps(func)
+    def masked(completions: Sequence, prompts: Sequence | None = None, **kwargs):
+        values = func(completions=completions, prompts=prompts, **kwargs)
+        judged = rubric(completions=completions, prompts=prompts, **kwargs)
+        return [None if j is None else v for v, j in zip(values, judged, strict=True)]
+
+    return masked
 
 
 def _judge_counters(judge: Judge) -> tuple[int, int, int, int] | None:
@@ -162,11 +210,13 @@ NEEDS_JUDGE = frozenset({"rubric"})
 
 
 def build_rewards(
-    weights: Mapping[str, float], judge: Judge | None = None
+    weights: Mapping[str, float], judge: Judge | None = None, max_failure_rate: float | None = None
 ) -> tuple[list[Callable], list[float]]:
     """Turn ``params.yaml``'s ``{name: weight}`` into TRL's ``reward_funcs`` and ``reward_weights``.
 
-    Names with weight 0 are dropped (that is how an ablation removes a reward).
+    Names with weight 0 are dropped (that is how an ablation removes a reward). With a rubric
+    reward, the others give None where its judgement failed (``unless_judgement_failed``), and the
+    rubric stops the run above ``max_failure_rate`` (the judge section's value).
     """
     unknown = sorted(set(weights) - set(REWARDS))
     if unknown:
@@ -180,10 +230,13 @@ def build_rewards(
         if name in NEEDS_JUDGE:
             if judge is None:
                 raise ValueError(f"reward {name!r} needs a judge")
-            funcs.append(REWARDS[name](judge))
+            funcs.append(REWARDS[name](judge, max_failure_rate))
         else:
             funcs.append(REWARDS[name])
         ws.append(float(weight))
     if not funcs:
         raise ValueError("every reward weight is 0: nothing to train on")
+    rubric = next((f for f in funcs if hasattr(f, "judge")), None)
+    if rubric is not None:
+        funcs = [f if f is rubric else unless_judgement_failed(f, rubric) for f in funcs]
     return funcs, ws

@@ -49,6 +49,46 @@ def notebook_for(stage: str, notebooks: str | Path = "notebooks") -> Path:
     return found[0]
 
 
+def kardia_imports(source: str, package: Path) -> set[str]:
+    """The ``kardia`` modules a piece of Python imports, anywhere in it (top level or inside a
+    function), as file names relative to the package's parent: ``{"kardia/data.py", ...}``."""
+    import ast
+
+    found = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            # `from kardia import figures` names a module; `from kardia.data import x` a module's name
+            names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+        else:
+            continue
+        for name in names:
+            parts = name.split(".")
+            if parts[0] == "kardia" and len(parts) >= 2 and (package / f"{parts[1]}.py").is_file():
+                found.add(f"kardia/{parts[1]}.py")
+    return found
+
+
+def stage_modules(stage: str, root: str | Path = ".") -> list[str]:
+    """Every ``kardia`` module stage ``stage`` runs: the runner, what its notebook imports, and what
+    those import in turn (lazy imports included). These are the code deps its DVC stage needs so
+    that an edit re-runs it (``tests/test_dvc_deps.py`` holds dvc.yaml to this)."""
+    import json
+
+    root = Path(root)
+    package = root / "kardia"
+    cells = json.loads(notebook_for(stage, root / "notebooks").read_text(encoding="utf-8"))["cells"]
+    code = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
+    code = "\n".join(line for line in code.splitlines() if not line.lstrip().startswith(("%", "!")))
+    todo, seen = kardia_imports(code, package) | {"kardia/runner.py"}, set()
+    while todo:
+        module = todo.pop()
+        seen.add(module)
+        todo |= kardia_imports((root / module).read_text(encoding="utf-8"), package) - seen
+    return sorted(seen)
+
+
 def declared_parameters(notebook: str | Path) -> list[str]:
     """Names assigned in the notebook's cell tagged ``parameters`` (exactly one such cell)."""
     import nbformat

@@ -422,7 +422,7 @@ def run_grpo(cfg: dict, callbacks: Sequence = ()) -> dict:
     from datasets import Dataset
     from trl import GRPOTrainer
 
-    from kardia.judges import check_failure_rate, make_judge
+    from kardia.judges import make_judge, max_failure_rate
     from kardia.models import count_parameters, load_policy
     from kardia.rewards import build_rewards
 
@@ -434,7 +434,8 @@ def run_grpo(cfg: dict, callbacks: Sequence = ()) -> dict:
         shutil.rmtree(run_dir)
         last = prepare_run_dir(run_dir, key)
     judge = make_judge(cfg["judge"])
-    funcs, weights = build_rewards(grpo["rewards"], judge)
+    # above this share of failed judgements the rubric reward stops training, at the step it happens
+    funcs, weights = build_rewards(grpo["rewards"], judge, max_failure_rate(cfg["judge"]))
     model, tokenizer = load_policy(
         cfg["sft_dir"], policy, seed=seed, backend=backend, fast_inference=rollout == "vllm"
     )
@@ -456,7 +457,6 @@ def run_grpo(cfg: dict, callbacks: Sequence = ()) -> dict:
     seconds = time.perf_counter() - start
     # transformers saves the last step too (save_strategy "steps"), so it is a candidate.
     stats = judge.stats.as_dict() if hasattr(judge, "stats") else {}
-    check_failure_rate(stats, float(cfg["judge"].get("max_failure_rate", 0.05)), "GRPO judge")
     return {
         "stage": "grpo",
         "backend": backend,
@@ -481,17 +481,21 @@ def _step(checkpoint: Path | None) -> int:
 
 
 def reward_table(completions: Sequence[str], rows: Sequence[dict], funcs, weights) -> dict:
-    """Mean of each reward and of the weighted total over ``completions`` (TRL's rule: a None
-    reward is left out of the sum)."""
+    """Mean of each reward and of the weighted total over ``completions``, by TRL's rules: a None
+    reward is left out of the sum, and a completion with no reward at all (its judgement failed:
+    ``build_rewards`` masks the others) is left out of the means and counted in ``unscored``."""
     columns = {k: [r[k] for r in rows] for k in ("emotion", "person", "situation")}
     prompts = [r["prompt"] for r in rows]
-    per_func = [f(completions=list(completions), prompts=prompts, **columns) for f in funcs]
-    total = [weighted_total([v[i] for v in per_func], weights) for i in range(len(completions))]
+    completions = list(completions)  # one object for every function: the rubric judges once
+    per_func = [f(completions=completions, prompts=prompts, **columns) for f in funcs]
+    scored = [i for i in range(len(completions)) if any(v[i] is not None for v in per_func)]
+    total = [weighted_total([v[i] for v in per_func], weights) for i in scored]
     out = {}
     for f, values in zip(funcs, per_func, strict=True):
         ok = [v for v in values if v is not None]
         out[f.__name__.removesuffix("_reward")] = sum(ok) / len(ok) if ok else float("nan")
     out["total"] = sum(total) / len(total) if total else float("nan")
+    out["unscored"] = len(completions) - len(scored)
     return out
 
 

@@ -1,5 +1,6 @@
 """The benchmarks run (quick sizes) and print their measurements; numbers are not asserted."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -118,3 +119,26 @@ def test_label_baseline_reads_the_words_and_nothing_else(tmp_path):
     swapped = [{**r, "emotion": "sad" if r["emotion"] == "joyful" else "joyful"} for r in test]
     write_jsonl(swapped, tmp_path / "turns" / "test.jsonl")
     assert label_baseline(tmp_path, ROOT / "data/human_ratings")["test"]["accuracy"] == 0.0
+
+
+def test_record_puts_what_a_benchmark_printed_into_the_readme(tmp_path):
+    bench = tmp_path / "bench_fake.py"
+    bench.write_text(
+        "import json, sys\n"
+        "print('| row | s/step |')\nprint('| sft | 1.25 |')\n"
+        "json.dump({'sft': 1.25}, open(sys.argv[sys.argv.index('--json') + 1], 'w'))\n"
+        "sys.exit(3 if 'fail' in sys.argv else 0)\n"
+    )
+    readme = tmp_path / "README.md"
+    readme.write_text("intro\n<!-- bench-fake:start -->\ntyped by hand: 9.99\n<!-- bench-fake:end -->\nend\n")
+    record = [sys.executable, str(ROOT / "benchmarks" / "record.py"), "fake", "--readme", str(readme),
+              "--out-dir", str(tmp_path / "out"), "--"]  # fmt: skip
+    out = subprocess.run([*record, sys.executable, str(bench)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    text = readme.read_text()
+    assert "| sft | 1.25 |" in text and "9.99" not in text and text.endswith("end\n")
+    saved = json.loads((tmp_path / "out" / "fake.json").read_text())
+    assert saved["results"] == {"sft": 1.25} and saved["run"]["seconds"] > 0
+    failed = subprocess.run([*record, sys.executable, str(bench), "fail"], capture_output=True, text=True,
+                            timeout=60)  # fmt: skip
+    assert failed.returncode == 3 and readme.read_text() == text  # a failed run records nothing

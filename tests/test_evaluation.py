@@ -8,9 +8,10 @@ import json
 import pytest
 
 from kardia import evaluation as ev
+from kardia import report
 from kardia.data import read_splits, write_jsonl
 from kardia.judges import OpenAICompatibleJudge
-from kardia.rubric import DIMENSIONS
+from kardia.rubric import DIMENSIONS, Judgement
 from kardia.spans import render_spans
 from kardia.testing import ChatServer, Reply, judgement_json, last_user_message
 
@@ -108,6 +109,31 @@ def test_an_external_system_that_keeps_failing_gives_empty_replies_counted(rows)
     assert failed == [t == "" for t in texts] and sum(failed) == 2
     assert texts.count("fine") == len(rows) - len(bad)
 
+    # the failed replies are never judged, in no mean, counted, and stop the stage above the limit
+    class CountingJudge:
+        def __init__(self):
+            self.sent = 0
+
+        def score(self, requests):
+            self.sent += len(requests)
+            return [Judgement(dict.fromkeys(DIMENSIONS, 5)) for _ in requests]
+
+    judge = CountingJudge()
+    scores = ev.judge_replies(judge, rows, texts, failed)
+    assert judge.sent == len(rows) - 2 and [s is None for s in scores] == failed
+    items = ev.item_records("gpt", rows, texts, scores, scores, failed)
+    m = ev.system_metrics(items, resamples=20)
+    assert m["generation_failures"] == 2 and m["n_generated"] == len(rows) - 2
+    assert m["judge_failures"] == 0 and m["relevance"]["mean"] == 5.0
+    assert m["response_words"]["mean"] == 1.0  # "fine": the empty replies are not 0-word replies
+    ev.check_generation_failures(m, 2 / len(rows), "gpt")  # at the limit: fine
+    with pytest.raises(RuntimeError, match=f"gpt: 2 of {len(rows)} replies could not be generated"):
+        ev.check_generation_failures(m, 0.05, "gpt")
+    frame = report.item_frame(items)
+    assert frame["relevance"].isna().sum() == 2 and frame["emotion_accuracy"].isna().sum() == 2
+    shown = report.table2_display(report.table2({"systems": {"gpt": m}}))
+    assert shown["Generation failures"].tolist() == ["2"] and shown["Judge failures"].tolist() == ["0"]
+
 
 def test_the_raw_tiny_backbone_is_the_seeded_untrained_decoder(data_dir, rows):
     import torch
@@ -122,7 +148,7 @@ def test_the_raw_tiny_backbone_is_the_seeded_untrained_decoder(data_dir, rows):
 def test_judge_replies_scores_visible_replies_and_keeps_failures_as_none(rows, offline_judge):
     texts = [GOOD, "I hope things get better for you soon.", ""]
     scores = ev.judge_replies(offline_judge, rows[:3], texts)
-    assert all(set(s) == set(DIMENSIONS) for s in scores)
+    assert all(set(j.scores) == set(DIMENSIONS) and j.rationale for j in scores)
     seen = []
 
     def script(payload, attempt):
@@ -133,7 +159,7 @@ def test_judge_replies_scores_visible_replies_and_keeps_failures_as_none(rows, o
     with ChatServer(script) as srv:
         judge = OpenAICompatibleJudge(srv.base_url, "j", max_retries=0)
         scores = ev.judge_replies(judge, rows[:3], texts)
-    assert scores[0] == dict.fromkeys(DIMENSIONS, 4) and scores[1] is None
+    assert scores[0].scores == dict.fromkeys(DIMENSIONS, 4) and scores[1] is None
     assert any("I'm so sorry about your dog." in s for s in seen)
     assert not any("<|response_begin|>" in s for s in seen)  # markup never reaches the judge
     assert ev.judge_replies(judge, [], []) == []
@@ -153,15 +179,18 @@ def test_judge_identity_ignores_how_requests_are_sent():
 
 def records(rows, n_ok: int, scores: dict | None):
     texts = [GOOD if i < n_ok else "no spans at all" for i in range(len(rows))]
-    ev_scores = [scores] * len(rows)
-    return ev.item_records("sys", rows, texts, ev_scores, ev_scores)
+    judgements = [None if scores is None else Judgement(scores)] * len(rows)
+    return ev.item_records("sys", rows, texts, judgements, judgements)
 
 
 def test_item_records_say_what_each_reply_got_right(rows):
     row = {**rows[0], "emotion": "sad"}
-    items = ev.item_records("sft", [row, row], [GOOD, "hello there"],
-                            [dict.fromkeys(DIMENSIONS, 5), None], [None, None], [False, True])  # fmt: skip
+    verdict = Judgement(dict.fromkeys(DIMENSIONS, 5), {d: f"why {d}" for d in DIMENSIONS})
+    items = ev.item_records("sft", [row, row], [GOOD, "hello there"], [verdict, None], [None, None],
+                            [False, True])  # fmt: skip
     a, b = items
+    assert a["eval_scores"] == dict.fromkeys(DIMENSIONS, 5) and a["eval_rationale"]["safety"] == "why safety"
+    assert a["train_scores"] is None and b["eval_rationale"] is None
     assert a["format_ok"] and a["emotion_ok"] and a["predicted_emotion"] == "sad"
     assert a["response_words"] == 6 and a["system"] == "sft" and a["reply"] == GOOD
     assert not b["format_ok"] and not b["emotion_ok"] and b["predicted_emotion"] is None
@@ -268,12 +297,13 @@ def test_test_rows_reserve_a_share_for_first_turns():
 def test_metrics_split_first_and_later_turns_and_the_human_written_set():
     from kardia.evaluation import human_written_metrics, system_metrics
 
-    def item(turn, ok):
-        return {"turn": turn, "emotion_ok": ok, "format_ok": True, "response_words": 5,
-                "eval_scores": None, "generation_failed": False}  # fmt: skip
+    def item(turn, ok, dialogue="d0"):
+        return {"item_id": f"{dialogue}:{turn}", "turn": turn, "emotion_ok": ok, "format_ok": True,
+                "response_words": 5, "eval_scores": None, "generation_failed": False}  # fmt: skip
 
-    items = [item(0, True), item(0, True), item(1, False), item(2, False)]
+    items = [item(0, True), item(0, True, "d1"), item(1, False), item(2, False)]
     m = system_metrics(items, resamples=50)
+    assert m["n_dialogues"] == 2
     assert m["emotion_accuracy_first_turn"]["mean"] == 100.0
     assert m["emotion_accuracy_later_turns"]["mean"] == 0.0
     assert (m["n_first_turn"], m["n_later_turns"]) == (2, 2)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from kardia.metrics import span_metrics
+from kardia.metrics import bootstrap_ci, dialogue_of, span_metrics
 from kardia.spans import render_spans
 
 
@@ -123,3 +123,29 @@ def test_judge_agreement_per_dimension():
     assert math.isnan(out["fluency"]["spearman"]) and out["fluency"]["exact"] == 1.0  # constant
     with pytest.raises(ValueError):
         judge_agreement(a, b[:2])
+
+
+def test_clustered_bootstrap_resamples_whole_dialogues():
+    import random
+
+    rng = random.Random(0)
+    values, groups = [], []
+    for d in range(20):  # 20 dialogues of 10 turns; turns of a dialogue move together
+        level = rng.random()
+        values += [level + rng.gauss(0, 0.02) for _ in range(10)]
+        groups += [f"d{d}"] * 10
+    mean, low, high = bootstrap_ci(values, resamples=2000, seed=0)
+    c_mean, c_low, c_high = bootstrap_ci(values, resamples=2000, seed=0, groups=groups)
+    assert c_mean == mean
+    assert (c_high - c_low) > 2.5 * (high - low)  # 200 "independent" turns are really 20 dialogues
+    # one group per value is the plain bootstrap, draw for draw
+    assert bootstrap_ci(values, seed=3, groups=list(range(200))) == bootstrap_ci(values, seed=3)
+    # NaN (a failed judgement) leaves its value out, not its dialogue's other turns
+    assert bootstrap_ci([1.0, float("nan"), 3.0], groups=["a", "a", "b"])[0] == 2.0
+    with pytest.raises(ValueError, match="2 group labels for 3 values"):
+        bootstrap_ci([1.0, 2.0, 3.0], groups=["a", "b"])
+
+
+def test_dialogue_of_reads_the_dialogue_from_an_item_id():
+    assert dialogue_of("kb-000800:3") == "kb-000800"
+    assert dialogue_of("ieval-17") == "ieval-17"  # a single-turn item is its own dialogue

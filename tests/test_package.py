@@ -75,3 +75,13 @@ def test_params_build_backends_construct(params, tmp_path):
     assert isinstance(backend, LLMBackend)
     assert backend.evaluator.sampling["temperature"] == 0.0
     assert backend.generator.sampling["temperature"] == cfg["llm"]["temperature"]
+
+
+def test_setup_script_names_its_options_and_refuses_others():
+    import subprocess
+
+    text = (ROOT / "scripts" / "setup.sh").read_text()
+    assert "--cpu-torch" in text and "https://download.pytorch.org/whl/cpu" in text
+    out = subprocess.run(["bash", str(ROOT / "scripts" / "setup.sh"), "--bogus"], capture_output=True,
+                         text=True, timeout=30)  # fmt: skip
+    assert out.returncode == 2 and "unknown option --bogus" in out.stderr

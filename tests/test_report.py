@@ -4,6 +4,7 @@ agreement, probes, the optional ablation and human tables, figures, and the READ
 from __future__ import annotations
 
 import csv
+import json
 
 import pandas as pd
 import pytest
@@ -12,7 +13,7 @@ from kardia import figures, report
 from kardia.evaluation import item_records, system_metrics
 from kardia.human_eval import export_pairs
 from kardia.paper import DELTAS
-from kardia.rubric import DIMENSIONS
+from kardia.rubric import DIMENSIONS, Judgement
 from kardia.spans import render_spans
 
 PROMPT = [{"role": "system", "content": "profile"}, {"role": "user", "content": "My dog died."}]
@@ -27,8 +28,8 @@ def items_for(system: str, n: int, *, right: int, score: int, train_shift: int =
     rows = [{"item_id": f"d{i}:0", "emotion": "sad" if i % 2 else "proud", "prompt": PROMPT}
             for i in range(n)]  # fmt: skip
     texts = [reply(r["emotion"] if i < right else "angry") for i, r in enumerate(rows)]
-    ev = [{d: score if i % 3 else max(1, score - 1) for d in DIMENSIONS} for i in range(n)]
-    tr = [{d: min(5, s[d] + train_shift) for d in DIMENSIONS} for s in ev]
+    ev = [Judgement({d: score if i % 3 else max(1, score - 1) for d in DIMENSIONS}) for i in range(n)]
+    tr = [Judgement({d: min(5, j.scores[d] + train_shift) for d in DIMENSIONS}) for j in ev]
     return item_records(system, rows, texts, ev, tr)
 
 
@@ -153,15 +154,15 @@ def test_replace_block_regenerates_between_markers_only():
 
 def test_the_results_section_names_the_judges_and_flags_the_embedded_default(evaluation):
     md = {k: f"| {k} |" for k in ("table2", "deltas", "agreement", "probes")}
-    section = report.results_section(evaluation, {**md, "ablations": "", "human_eval": ""})
+    section = report.results_section(evaluation, {**md, "ablations": "", "human_eval": ""}, 0.95)
     assert "gpt-5-mini" in section and "Qwen3-8B" in section and "fig1_radar.png" in section
     assert "Embedded default" not in section and "Ablations" not in section
     offline = {**evaluation, "eval_judge": "OfflineJudge()", "train_judge": "OfflineJudge()",
                "same_judge": True, "backbone": "tiny"}  # fmt: skip
-    section = report.results_section(offline, {**md, "ablations": "| a |"})
+    section = report.results_section(offline, {**md, "ablations": "| a |"}, 0.95)
     assert "Embedded default" in section and "the same judge" in section
     assert "**Ablations:**" in section and "| a |" in section
-    section = report.results_section({**offline, "backbone": "smollm2-135m-instruct"}, md)
+    section = report.results_section({**offline, "backbone": "smollm2-135m-instruct"}, md, 0.95)
     assert "Embedded default" in section and "SmolLM2-135M-Instruct" in section and "tiny" not in section
 
 
@@ -234,8 +235,47 @@ def test_the_table2_caption_names_the_judge_and_its_agreement_with_people(evalua
 
 
 def test_the_validity_figure_and_the_readme_block(tmp_path, evaluation):
-    path = figures.judge_validity(validity_frame(), tmp_path / "v.png", report.JUDGE_ROLES)
+    path = figures.judge_validity(validity_frame(), tmp_path / "v.png", 0.9, report.JUDGE_ROLES)
     assert path.stat().st_size > 5000
     md = {k: f"| {k} |" for k in ("table2", "deltas", "agreement", "probes", "validity")}
-    section = report.results_section(evaluation, md)
+    section = report.results_section(evaluation, md, 0.95)
     assert "**Judge validity**" in section and "fig_judge_validity.png" in section
+
+
+def test_the_training_table_comes_from_the_metric_files(tmp_path):
+    sft = {"backbone": "smollm2-135m-instruct", "steps": 90, "train_turns": 720, "seconds_per_step": 17.26,
+           "trainable": 30_000_000, "parameters": 134_515_008,
+           "dev": {"n": 32, "format_compliance": 0.9375, "emotion_accuracy": 0.0625}}  # fmt: skip
+    grpo = {"judge": "OfflineJudge('m.pkl')", "steps": 30, "seconds_per_step": 104.9, "dev_prompts": 16,
+            "judge_stats": {"items": 431, "failures": 0},
+            "trend": {"reward": {"first": 0.4, "last": 0.45}}}  # fmt: skip
+    dev = pd.DataFrame({"step": [0, 15, 30], "total": [0.5, 0.55, 0.52], "kept": [False, True, False]})
+    log = pd.DataFrame({"loss": [4.0] * 20 + [0.5] * 70})
+    nb = tmp_path / "02_sft.ipynb"
+    nb.write_text(json.dumps({"metadata": {"papermill": {"duration": 1800.4}}, "cells": []}))
+    block = report.training_block(sft, grpo, dev, log, report.stage_seconds([nb]))
+    assert "90 steps over 720 easy turns, 17.26 s/step" in block
+    assert "loss 4.00 → 0.50" in block and "93.8 % four-span replies; emotion accuracy 6.2 %" in block
+    assert "30 steps, 104.9 s/step, 431 judgements, 0 failed" in block and "total 0.400 → 0.450" in block
+    assert "format n/a" in block  # a reward the run did not log says so
+    assert "step 15: 0.550 (kept)" in block and "sft 1800 s; 30 min together" in block
+    (tmp_path / "x.ipynb").write_text(json.dumps({"metadata": {}, "cells": []}))
+    with pytest.raises(ValueError, match="no papermill duration"):
+        report.stage_seconds([tmp_path / "x.ipynb"])
+
+
+def test_the_seed_tables_show_the_seed_sd_and_whether_each_sign_held():
+    from kardia import seeds
+
+    items = {"workspace": items_for("sft", 20, right=10, score=3) + items_for("kardia-r1", 20, right=12, score=4),
+             "seed-1": items_for("sft", 20, right=8, score=3) + items_for("kardia-r1", 20, right=6, score=4)}  # fmt: skip
+    frames = {k: report.item_frame(v, order=["sft", "kardia-r1"]) for k, v in items.items()}
+    table = seeds.seed_table(frames, report.AXES, resamples=200)
+    deltas = seeds.seed_deltas(frames, report.DELTA_PAIRS, report.AXES, resamples=200)
+    wide, shown = report.seeds_display(table, deltas, 0.9)
+    assert list(wide.index) == ["SFT", "Kardia-R1"] and "90% CI" in wide.index.name
+    assert wide.loc["SFT", "Emo Acc (%)"].startswith("45.0 ± 7.1 [")  # 50 % and 40 % in the two seeds
+    emo = shown[shown["metric"] == "Emo Acc (%)"].iloc[0]
+    assert emo["per seed"] == "+10.00, -10.00" and emo["sign held in all 2 seeds"] == "no"
+    rel = shown[shown["metric"] == "Relevance"].iloc[0]
+    assert rel["sign held in all 2 seeds"] == "yes"

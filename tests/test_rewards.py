@@ -273,3 +273,46 @@ def test_no_reward_raises_and_values_are_in_range(completions, gold):
         assert len(values) == n
         for v in values:
             assert v is None or (isinstance(v, float) and not math.isnan(v) and 0.0 <= v <= 1.0)
+
+
+class StatsJudge(ScriptedJudge):
+    """A ScriptedJudge that counts items and failures like the real judges (ClientStats)."""
+
+    def __init__(self, scores):
+        from kardia.client import ClientStats
+
+        super().__init__(scores)
+        self.stats = ClientStats()
+
+    def score(self, requests):
+        out = super().score(requests)
+        self.scores = self.scores[len(requests) :]
+        self.stats.items += len(out)
+        self.stats.failures += sum(j is None for j in out)
+        return out
+
+
+def test_a_failed_judgement_leaves_that_completion_without_any_reward():
+    # TRL nansums the weighted rewards: a None rubric beside numeric format and emotion rewards
+    # would be a rubric of 0. Every reward is None there, so TRL marks the completion unscorable.
+    judge = StatsJudge([5, None])
+    funcs, _ = build_rewards({"format": 1, "emotion": 1, "rubric": 1}, judge)
+    completions = [GOOD, GOOD, NO_RESPONSE]  # one object for every function, as TRL passes it
+    columns = {"prompts": ["a", "b", "c"], "emotion": ["lonely"] * 3}
+    out = {f.__name__: f(completions=completions, **columns) for f in funcs}
+    assert out["rubric_reward"] == [1.0, None, 0.0]
+    assert out["format_reward"] == [1.0, None, 0.0]
+    assert out["emotion_reward"] == [1.0, None, 1.0]  # the third reply names the emotion
+    assert len(judge.seen) == 2  # the step was judged once, not once per reward function
+    assert format_reward(completions) == [1.0, 1.0, 0.0]  # the registry's functions stay plain
+
+
+def test_the_rubric_reward_stops_a_run_once_failures_pass_the_limit():
+    from types import SimpleNamespace
+
+    judge = StatsJudge([5, 5, 5, 5, None, 5, 5, 5, None, None, 5, 5])
+    reward = make_rubric_reward(judge, max_failure_rate=0.02)  # counted over >= MIN_JUDGED (100)
+    assert reward([GOOD] * 4, prompts=list("abcd"), trainer_state=SimpleNamespace(global_step=0)) == [1.0] * 4
+    assert reward([GOOD] * 4, prompts=list("abcd"))[0] is None  # 1 failed: 1 % of 100, go on
+    with pytest.raises(RuntimeError, match=r"rubric reward at step 3.*3 of 12 judgements failed \(3\.0% > "):
+        reward([GOOD] * 4, prompts=list("abcd"), trainer_state=SimpleNamespace(global_step=2))

@@ -421,6 +421,40 @@ class CrashAt(TrainerCallback):
             raise Crash(f"crash at step {self.step}")
 
 
+class OutageAfter(TrainerCallback):
+    """Takes the judge server down once ``step`` optimiser steps are done."""
+
+    def __init__(self, step: int, down: dict):
+        self.step, self.down = step, down
+
+    def on_step_end(self, args, state, control, **kw):
+        if state.global_step >= self.step:
+            self.down["now"] = True
+
+
+def test_a_judge_outage_mid_grpo_stops_training_before_a_failed_judgement_counts(data_dir, sft_dir, tmp_path):
+    from kardia.testing import ChatServer, Reply, judgement_json
+
+    down = {"now": False}
+
+    def script(request, seen):  # a real judge endpoint on loopback that goes down mid-run
+        return Reply(status=503, body="down") if down["now"] else Reply(judgement_json(4))
+
+    with ChatServer(script) as srv:
+        cfg = grpo_config(data_dir, sft_dir, tmp_path / "run", max_steps=8, save_steps=1)
+        # max_failure_rate 0.01 over at least 100 judgements: the second failure stops training
+        cfg["judge"] = {"kind": "openai", "base_url": srv.base_url, "model": "judge", "max_retries": 0,
+                        "timeout_s": 5, "concurrency": 4, "cache_path": str(tmp_path / "judge.sqlite"),
+                        "max_failure_rate": 0.01}  # fmt: skip
+        with pytest.raises(RuntimeError, match=r"rubric reward at step (\d+), stopped before a failed judgement") as err:
+            run_grpo(cfg, callbacks=[OutageAfter(2, down)])
+        served = srv.requests
+    stopped = int(err.value.args[0].split("at step ")[1].split(",")[0])
+    assert stopped >= 3 and served > 0  # judged normally, then stopped at the first step that failed
+    # no update was made from the failing step: its checkpoint, and any later one, does not exist
+    assert [p.name for p in checkpoints(tmp_path / "run")] == [f"checkpoint-{s}" for s in range(1, stopped)]
+
+
 def test_an_interrupted_grpo_run_resumes_from_its_last_checkpoint(data_dir, sft_dir, tmp_path):
     cfg = grpo_config(data_dir, sft_dir, tmp_path / "run", max_steps=4, save_steps=2)
     with pytest.raises(Crash, match="crash at step 3"):
@@ -478,7 +512,8 @@ def test_score_checkpoints_scores_the_sft_model_as_step_0_and_each_checkpoint(gr
     assert scored[0]["checkpoint"] == cfg["sft_dir"]
     assert Path(scored[2]["checkpoint"]).name == "checkpoint-2"
     for s in scored:
-        assert set(s) == {"step", "checkpoint", "format", "emotion", "rubric", "total"}
+        assert set(s) == {"step", "checkpoint", "format", "emotion", "rubric", "total", "unscored"}
+        assert s["unscored"] == 0
         assert all(0.0 <= s[k] <= 1.0 for k in ("format", "emotion", "rubric", "total"))
         # the offline judge never fails, so the total is the weighted sum of the means
         assert s["total"] == pytest.approx((s["format"] + s["emotion"] + s["rubric"]) / 3)
