@@ -324,10 +324,42 @@ def count_parameters(model) -> dict[str, int]:
     return {"parameters": total, "trainable": trainable}
 
 
+def native_bf16() -> bool:
+    """Whether this machine multiplies bf16 matrices in hardware: a CUDA GPU with bf16, or a CPU
+    with AMX or AVX512-BF16 (oneDNN uses them). Elsewhere (e.g. AVX2-only CPUs) bf16 is emulated
+    and slower than fp32."""
+    import torch
+
+    if torch.cuda.is_available():
+        return bool(torch.cuda.is_bf16_supported())
+    probes = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")  # private: may move
+    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in probes)
+
+
+def mixed_precision(policy: dict) -> bool:
+    """``policy.mixed_precision``: ``auto`` (bf16 where ``native_bf16()``), ``bf16`` or ``no``.
+    With bf16 the weights stay in ``policy.dtype`` (fp32 by default, so small updates are not
+    rounded away) and training runs its matrix products under bf16 autocast; a policy loaded for
+    generation only is cast to bf16 (decoding reads every weight once per token)."""
+    value = policy.get("mixed_precision", "no")
+    value = "no" if value is False or value is None else value
+    if value not in ("auto", "bf16", "no"):
+        raise ValueError(f"policy.mixed_precision must be auto, bf16 or no, got {value!r}")
+    return value == "bf16" or (value == "auto" and native_bf16())
+
+
+def for_generation(model, policy: dict):
+    """``model`` in the dtype it generates in: bf16 under ``mixed_precision``, else as loaded."""
+    import torch
+
+    if mixed_precision(policy) and next(model.parameters()).dtype == torch.float32:
+        return model.to(torch.bfloat16)
+    return model
+
+
 def _dtype(policy: dict):
-    """``policy.dtype``: ``auto`` (the checkpoint's), ``float32`` or ``bfloat16``. On a CPU
-    without native bf16 (no AVX512-BF16/AMX, as here) bf16 is emulated and slower:
-    benchmarks/bench_train.py measures it."""
+    """``policy.dtype``: ``auto`` (the checkpoint's), ``float32`` or ``bfloat16``: the dtype the
+    weights are stored and updated in (``mixed_precision`` chooses what the products run in)."""
     import torch
 
     name = policy.get("dtype") or "auto"
@@ -419,6 +451,8 @@ def _load_backbone(name: str, policy: dict, *, seed: int, backend: str, trainabl
             add_span_tokens(model, tokenizer)
         if trainable:
             model = _adapt(model, policy, tokenizer)
+        else:
+            model = for_generation(model, policy)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return model, tokenizer

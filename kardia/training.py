@@ -116,13 +116,15 @@ def spread(rows: Sequence[dict], n: int | None, seed: int) -> list[dict]:
 # --- configs ----------------------------------------------------------------------------------
 
 
-def _device_args(backend: str) -> dict:
-    """CPU needs ``use_cpu=True, bf16=False`` (TRL's defaults raise without a GPU)."""
+def _device_args(policy: dict) -> dict:
+    """bf16 autocast as ``policy.mixed_precision`` resolves it (on a CPU too: accelerate autocasts
+    there); CPU needs ``use_cpu=True`` (TRL's defaults raise without a GPU)."""
     import torch
 
-    if not torch.cuda.is_available():
-        return {"use_cpu": True, "bf16": False}
-    return {"bf16": torch.cuda.is_bf16_supported()}
+    from kardia.models import mixed_precision
+
+    bf16 = mixed_precision(policy)
+    return {"bf16": bf16} if torch.cuda.is_available() else {"use_cpu": True, "bf16": bf16}
 
 
 def _common_args(section: dict, out_dir: str, seed: int) -> dict:
@@ -151,7 +153,7 @@ def sft_args(cfg: dict, out_dir: str, backend: str):
     sft = cfg["sft"]
     return SFTConfig(
         **_common_args(sft, out_dir, cfg["seed"]),
-        **_device_args(backend),
+        **_device_args(cfg["policy"]),
         max_length=int(cfg["policy"].get("max_seq_length", 1024)),
         completion_only_loss=True,  # loss on the assistant turn only (SPEC §2.2 default)
         save_strategy="no",  # SFT is short; the stage saves the final model
@@ -182,7 +184,7 @@ def grpo_args(cfg: dict, out_dir: str, backend: str, rollout: str, weights: Sequ
             extra["vllm_server_base_url"] = grpo.get("vllm_server_base_url") or DEFAULT_VLLM_URL
     return GRPOConfig(
         **_common_args(grpo, out_dir, cfg["seed"]),
-        **_device_args(backend),
+        **_device_args(cfg["policy"]),
         **extra,
         num_generations=k,
         max_completion_length=int(grpo["max_completion_length"]),
@@ -511,7 +513,10 @@ def load_checkpoint(checkpoint: str | Path, sft_dir: str | Path, policy: dict):
         return PeftModel.from_pretrained(base, str(checkpoint)), tokenizer
     from transformers import AutoModelForCausalLM
 
-    return AutoModelForCausalLM.from_pretrained(str(checkpoint)), load_policy_tokenizer(sft_dir)
+    from kardia.models import for_generation
+
+    model = for_generation(AutoModelForCausalLM.from_pretrained(str(checkpoint)), policy)
+    return model, load_policy_tokenizer(sft_dir)
 
 
 def dev_rewards(model, tokenizer, rows: Sequence[dict], funcs, weights, gen: dict) -> dict:

@@ -316,3 +316,40 @@ def test_a_bad_dtype_raises():
     assert _dtype({}) == "auto"
     with pytest.raises(ValueError, match="policy.dtype"):
         _dtype({"dtype": "fp8"})
+
+
+def test_mixed_precision_follows_the_hardware_and_keeps_the_weights(monkeypatch):
+    import torch
+
+    from kardia import models
+    from kardia.models import create_policy
+    from kardia.training import _device_args
+
+    tiny = {"backbone": "tiny", "tiny": {"vocab_size": 600, "hidden_size": 32, "num_layers": 2,
+                                         "num_heads": 2, "num_kv_heads": 1, "intermediate_size": 64}}  # fmt: skip
+    for native in (True, False):
+        monkeypatch.setattr(models, "native_bf16", lambda native=native: native)
+        assert models.mixed_precision({"mixed_precision": "auto"}) is native
+        assert _device_args({"mixed_precision": "auto"})["bf16"] is native
+    assert models.mixed_precision({"mixed_precision": "bf16"}) and not models.mixed_precision({})
+    assert not models.mixed_precision({"mixed_precision": None})  # YAML's `no` reads as False
+    with pytest.raises(ValueError, match="policy.mixed_precision must be auto, bf16 or no"):
+        models.mixed_precision({"mixed_precision": "fp16"})
+    model, _ = create_policy(tiny, corpus=CORPUS, seed=0)
+    assert next(model.parameters()).dtype == torch.float32  # trained weights stay fp32
+    assert models.for_generation(model, {"mixed_precision": "no"}) is model
+    cast = models.for_generation(model, {"mixed_precision": "bf16"})
+    assert {p.dtype for p in cast.parameters()} == {torch.bfloat16}
+
+
+def test_native_bf16_reads_the_cpu_capability(monkeypatch):
+    import torch
+
+    from kardia.models import native_bf16
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False, raising=False)
+    assert native_bf16() is False
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True, raising=False)
+    assert native_bf16() is True
