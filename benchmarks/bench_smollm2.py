@@ -13,8 +13,10 @@ backbone stage builds it (``--backbones-dir``, default ``models/backbones/``):
 * ``chosen``: the default ``policy`` in params.yaml — compact
   prompt, markers as added tokens, the top ``train_layers`` blocks trained (their backward pass
   only), completions capped at its ``grpo.max_completion_length``;
-* one row per choice, each the chosen setting with that one choice undone (or bf16 switched on),
-  so every choice's share is measured, not assumed.
+* one row per choice, each the chosen setting with that one choice undone, so every choice's
+  share is measured, not assumed; ``fp32 products`` switches ``policy.mixed_precision`` off (the
+  chosen ``auto`` autocasts to bf16 only where the CPU has AMX/AVX512-BF16: the header line says
+  which this machine is), ``bf16 weights`` stores and updates the weights in bf16 too.
 
 SFT runs batch 8, GRPO 4 prompts x 4 completions (batch 16), as the default stages. Seconds per
 step are the median over the measured steps after the first (the first pays for lazy
@@ -28,6 +30,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import platform
 import resource
 import statistics
 import sys
@@ -51,7 +55,8 @@ VARIANTS = {
     "markers as text": ({"span_tokens": "text"}, None),
     "all blocks trained": ({"train_layers": None}, None),
     "lora, all blocks": ({"finetune": "lora", "train_layers": None}, None),
-    "bf16": ({"dtype": "bfloat16"}, None),
+    "fp32 products": ({"mixed_precision": "no"}, None),
+    "bf16 weights": ({"dtype": "bfloat16"}, None),
 }
 QUICK = ("chosen", "naive")
 
@@ -161,7 +166,7 @@ def main() -> int:
         cpu = {"CUDA_VISIBLE_DEVICES": "", "KARDIA_TRAINING_BACKEND": "transformers"}
         for kind in ("sft", "grpo"):
             for variant in variants:
-                if kind == "grpo" and variant not in ("chosen", "naive", "all blocks trained"):
+                if kind == "grpo" and variant not in ("chosen", "naive", "all blocks trained", "fp32 products"):
                     continue  # the other choices' GRPO cost follows from their SFT rows
                 spec = {"kind": kind, "variant": variant, "steps": steps, "work": tmp,
                         "judge": judge, "backbones_dir": args.backbones_dir}  # fmt: skip
@@ -171,6 +176,10 @@ def main() -> int:
             rows.append(run_worker({"kind": "generate", "prompts": n, "work": tmp,
                                     "backbones_dir": args.backbones_dir}, cpu))  # fmt: skip
 
+    from kardia.models import native_bf16
+
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+          f"bf16 in hardware: {'yes' if native_bf16() else 'no'}", file=out)  # fmt: skip
     print(f"{'stage':8} {'setting':20} {'s/step':>8} {'1st step':>9} {'peak MB':>9} "
           f"{'trainable':>12}  tokens/s", file=out)  # fmt: skip
     for r in rows:

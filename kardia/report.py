@@ -411,8 +411,11 @@ def training_block(sft: Mapping, grpo: Mapping, grpo_dev: pd.DataFrame, sft_log:
                          for r in grpo_dev.itertuples())  # fmt: skip
     total = sum(seconds.values())
     times = ", ".join(f"{name} {seconds[name]:.0f} s" for name in seconds)
+    machine = sft.get("machine")
+    where = (f" on {machine['device']}, {machine['cores']} cores, "
+             f"{'bf16 autocast' if machine['bf16'] else 'fp32'}") if machine else ""  # fmt: skip
     lines = [
-        f"| | measured (`dvc repro`, backbone `{sft.get('backbone')}`, training judge `{grpo.get('judge')}`) |",
+        f"| | measured (`dvc repro`{where}, backbone `{sft.get('backbone')}`, training judge `{grpo.get('judge')}`) |",
         "|---|---|",
         f"| `sft` | {sft['steps']} steps over {sft['train_turns']:,} easy turns, "
         f"{sft['seconds_per_step']:.2f} s/step, "

@@ -199,6 +199,27 @@ def grpo_args(cfg: dict, out_dir: str, backend: str, rollout: str, weights: Sequ
     )
 
 
+def machine_info(policy: dict) -> dict:
+    """What a run's step times were measured on: the GPU or CPU model, the cores this process may
+    use, and whether its products ran in bf16 (``policy.mixed_precision``)."""
+    import platform
+
+    import torch
+
+    from kardia.models import mixed_precision
+
+    if torch.cuda.is_available():
+        device = f"{torch.cuda.device_count()} x {torch.cuda.get_device_name(0)}"
+    else:
+        cpuinfo = Path("/proc/cpuinfo")
+        names = [line.split(":", 1)[1].strip() for line in
+                 (cpuinfo.read_text().splitlines() if cpuinfo.exists() else [])
+                 if line.startswith("model name")]  # fmt: skip
+        device = names[0] if names else platform.processor() or platform.machine()
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {"device": device, "cores": cores, "bf16": mixed_precision(policy)}
+
+
 def step_printer(label: str, every: int | None = None):
     """A TrainerCallback printing one plain line every ``every`` optimiser steps (default: ~20
     lines a run): step, loss or reward, seconds per step and the time left. Notebook progress
@@ -383,6 +404,7 @@ def run_sft(cfg: dict, callbacks: Sequence = ()) -> dict:
         "train_loss": result.training_loss,
         "seconds": round(seconds, 2),
         "seconds_per_step": round(seconds / max(result.global_step, 1), 4),
+        "machine": machine_info(policy),
         **count_parameters(trainer.model),
         "log_history": log_history(trainer),
     }
@@ -469,6 +491,7 @@ def run_grpo(cfg: dict, callbacks: Sequence = ()) -> dict:
         "steps": result.global_step,
         "seconds": round(seconds, 2),
         "seconds_per_step": round(seconds / max(result.global_step - _step(last), 1), 4),
+        "machine": machine_info(cfg["policy"]),
         "judge_stats": stats,
         **count_parameters(trainer.model),
         "log_history": log_history(trainer),

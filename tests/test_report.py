@@ -254,7 +254,10 @@ def test_the_training_table_comes_from_the_metric_files(tmp_path):
     nb = tmp_path / "02_sft.ipynb"
     nb.write_text(json.dumps({"metadata": {"papermill": {"duration": 1800.4}}, "cells": []}))
     block = report.training_block(sft, grpo, dev, log, report.stage_seconds([nb]))
-    assert "90 steps over 720 easy turns, 17.26 s/step" in block
+    assert "90 steps over 720 easy turns, 17.26 s/step" in block and "`dvc repro`, backbone" in block
+    with_machine = {**sft, "machine": {"device": "Xeon", "cores": 2, "bf16": True}}
+    block_m = report.training_block(with_machine, grpo, dev, log, report.stage_seconds([nb]))
+    assert "`dvc repro` on Xeon, 2 cores, bf16 autocast, backbone" in block_m
     assert "loss 4.00 → 0.50" in block and "93.8 % four-span replies; emotion accuracy 6.2 %" in block
     assert "30 steps, 104.9 s/step, 431 judgements, 0 failed" in block and "total 0.400 → 0.450" in block
     assert "format n/a" in block  # a reward the run did not log says so

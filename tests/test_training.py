@@ -778,3 +778,11 @@ def test_compact_prompt_style_rebuilds_the_system_message_from_the_turn():
     assert full["prompt"] == turn["prompt"]  # the default keeps the stored prompt
     with pytest.raises(ValueError, match="prompt_style"):
         prompt_rows([turn], prompt_style="short")
+
+
+def test_machine_info_names_the_device_the_step_times_came_from():
+    from kardia.training import machine_info
+
+    info = machine_info({"mixed_precision": "no"})
+    assert info["device"] and isinstance(info["device"], str) and info["cores"] >= 1
+    assert info["bf16"] is False
