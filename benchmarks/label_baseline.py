@@ -1,12 +1,20 @@
-"""How recoverable is the emotion label from the words alone? A bag-of-words baseline.
+"""How recoverable is the emotion label from what the policy reads? Two classifier baselines.
 
-    .venv/bin/python benchmarks/label_baseline.py [--data-dir data/built] [--json]
+    .venv/bin/python benchmarks/label_baseline.py [--data-dir data/built] [--model nb|minilm] [--json PATH]
 
-A multinomial naive Bayes over unigrams and bigrams of each turn's situation and last user message,
-fitted on the built train turns, predicts the emotion of the test turns (all, and dialogues' first
-turns) and of iEval's 480 human-written situations. It puts the policies' emotion accuracy in
-context: on situation-disjoint splits a test situation's label cannot be looked up from train, and
-with 4 train situations per emotion the words carry only part of it. Chance is 1/32 = 3.1 %.
+Fitted on the built train turns (each turn's situation and last user message, as the default
+policy's prompt shows them), each predicts the emotion of the test turns (all, and dialogues'
+first turns) and of iEval's 480 human-written situations:
+
+- ``nb``: a multinomial naive Bayes over unigrams and bigrams (the words);
+- ``minilm``: a logistic regression over all-MiniLM-L6-v2 sentence embeddings (the meaning: a
+  pretrained encoder knows that "a bear on the trail" is frightening without seeing the word).
+
+They put the policies' emotion accuracy in context: on situation-disjoint splits a test
+situation's label cannot be looked up from train, and with 4 train situations per emotion a
+classifier has little to learn from. Chance is 1/32 = 3.1 %. Also reported: the share of misses
+that name a label of the same valence (``kardia.emotions.valence``), i.e. a near miss such as
+"terrified" for "afraid".
 """
 
 from __future__ import annotations
@@ -24,26 +32,48 @@ def text(row: dict) -> str:
     return f"{row['situation']} {row['prompt'][-1]['content']}"
 
 
-def label_baseline(data_dir: str | Path, ratings_dir: str | Path) -> dict:
-    from sklearn.feature_extraction.text import CountVectorizer
-    from sklearn.naive_bayes import MultinomialNB
+MODELS = ("nb", "minilm")
 
+
+def classifier(model: str):
+    """``(fit, predict)`` over lists of texts for one baseline."""
+    if model == "nb":
+        from sklearn.feature_extraction.text import CountVectorizer
+        from sklearn.naive_bayes import MultinomialNB
+        from sklearn.pipeline import make_pipeline
+
+        pipe = make_pipeline(CountVectorizer(ngram_range=(1, 2)), MultinomialNB())
+        return pipe.fit, pipe.predict
+    if model == "minilm":
+        from sklearn.linear_model import LogisticRegression
+
+        from kardia.encoder import Encoder
+
+        encoder, head = Encoder(), LogisticRegression(C=10.0, max_iter=2000)
+        return (lambda x, y: head.fit(encoder.encode(x), y)), (lambda x: head.predict(encoder.encode(x)))
+    raise ValueError(f"unknown model {model!r}; known: {MODELS}")
+
+
+def label_baseline(data_dir: str | Path, ratings_dir: str | Path, model: str = "nb") -> dict:
     from kardia.data import read_splits
-    from kardia.emotions import EMOTIONS
+    from kardia.emotions import EMOTIONS, valence
     from kardia.evaluation import human_written_rows
 
     turns = read_splits(data_dir, "turns")
-    vec = CountVectorizer(ngram_range=(1, 2))
-    model = MultinomialNB().fit(vec.fit_transform([text(r) for r in turns["train"]]),
-                                [r["emotion"] for r in turns["train"]])  # fmt: skip
+    fit, predict = classifier(model)
+    fit([text(r) for r in turns["train"]], [r["emotion"] for r in turns["train"]])
 
     def accuracy(rows: list[dict]) -> dict:
-        guess = list(model.predict(vec.transform([text(r) for r in rows]))) if rows else []
+        guess = list(predict([text(r) for r in rows])) if rows else []
         hits = sum(g == r["emotion"] for g, r in zip(guess, rows, strict=True))
-        return {"n": len(rows), "accuracy": hits / len(rows) if rows else None}
+        misses = [(g, r["emotion"]) for g, r in zip(guess, rows, strict=True) if g != r["emotion"]]
+        near = sum(valence(g) == valence(e) for g, e in misses)
+        return {"n": len(rows), "accuracy": hits / len(rows) if rows else None,
+                "near_miss_share": near / len(misses) if misses else None}  # fmt: skip
 
     test = turns["test"]
     return {
+        "model": model,
         "train_turns": len(turns["train"]),
         "train_situations": len({r["situation"] for r in turns["train"]}),
         "test": accuracy(test),
@@ -57,17 +87,24 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--data-dir", default=str(ROOT / "data/built"))
     ap.add_argument("--ratings-dir", default=str(ROOT / "data/human_ratings"))
-    ap.add_argument("--json", action="store_true", help="print one JSON object")
+    ap.add_argument("--model", choices=MODELS, action="append",
+                    help="baseline(s) to fit (default: both)")  # fmt: skip
+    ap.add_argument("--json", help="also write the results (one object per model) to this file")
     args = ap.parse_args()
-    result = label_baseline(args.data_dir, args.ratings_dir)
+    names = {"nb": "naive Bayes (word n-grams)", "minilm": "logistic regression (MiniLM embeddings)"}
+    results = [label_baseline(args.data_dir, args.ratings_dir, m) for m in args.model or MODELS]
+    first = results[0]
+    print(f"Fitted on {first['train_turns']} train turns ({first['train_situations']} situations); "
+          f"chance {first['chance']:.1%}. Accuracy, and the share of misses that name a label of the "
+          "same valence:\n")  # fmt: skip
+    print("| baseline | test turns | first turns | human-written |")
+    print("|---|---|---|---|")
+    for r in results:
+        cells = [f"{r[k]['accuracy']:.1%} of {r[k]['n']} ({r[k]['near_miss_share']:.0%} same valence)"
+                 for k in ("test", "test_first_turns", "human_written")]  # fmt: skip
+        print(f"| {names[r['model']]} | " + " | ".join(cells) + " |")
     if args.json:
-        print(json.dumps(result))
-        return 0
-    print(f"naive Bayes fitted on {result['train_turns']} train turns "
-          f"({result['train_situations']} situations); chance {result['chance']:.1%}")  # fmt: skip
-    for key in ("test", "test_first_turns", "human_written"):
-        r = result[key]
-        print(f"  {key:<17} {r['accuracy']:.1%} of {r['n']}")
+        Path(args.json).write_text(json.dumps(results, indent=1) + "\n")
     return 0
 
 

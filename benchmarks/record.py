@@ -3,10 +3,14 @@
     .venv/bin/python benchmarks/record.py NAME [--readme README.md] -- COMMAND [ARGS...]
     make bench    # every benchmark, recorded
 
-The command's standard output (the table it prints) and its JSON (``--json PATH`` is appended, so
-the command must be one of our benchmarks) go to ``results/benchmarks/NAME.{txt,json}`` together
-with when, where and how long it ran; the README's ``<!-- bench-NAME:start -->`` block is then
-regenerated from that file. A failing benchmark records nothing and exits with its status.
+The command's standard output (the table it prints) and its JSON (``--json PATH`` is passed
+right after the script, so the command must be one of our benchmarks: ``PYTHON SCRIPT [ARGS...]``)
+go to ``results/benchmarks/NAME.{txt,json}`` together with when, where and how long it ran; the
+README's ``<!-- bench-NAME:start -->`` block is then regenerated from that file. Standard error
+passes through (progress of a long run stays visible). A failing benchmark records nothing and
+exits with its status.
+
+    benchmarks/record.py repro -- .venv/bin/python benchmarks/peak_memory.py -- .venv/bin/dvc repro
 """
 
 from __future__ import annotations
@@ -45,27 +49,43 @@ def block(name: str, command: list[str], record: dict) -> str:
             f"```text\n{record['output'].rstrip()}\n```\n")  # fmt: skip
 
 
-def record(name: str, command: list[str], out_dir: Path, readme: Path | None) -> int:
+def with_json(command: list[str], json_path: Path) -> list[str]:
+    """``command`` with ``--json PATH`` right after its script (``PYTHON SCRIPT …``), before any
+    ``--`` that hands the rest to another command (``peak_memory.py -- dvc repro``)."""
+    return [*command[:2], "--json", str(json_path), *command[2:]]
+
+
+def save(name: str, command: list[str], seconds: float, output: str, out_dir: Path,
+         readme: Path | None) -> dict:  # fmt: skip
+    """Write ``NAME.txt`` (what the benchmark printed) and ``NAME.json`` (its own JSON, already at
+    that path, wrapped with when, where and how long it ran), then the README block."""
     from kardia.report import replace_block
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    json_path = out_dir / f"{name}.json"
-    start = time.perf_counter()
-    done = subprocess.run([*command, "--json", str(json_path)], capture_output=True, text=True)
-    seconds = time.perf_counter() - start
-    if done.returncode != 0:
-        sys.stderr.write(done.stdout + done.stderr)
-        return done.returncode
     result = {"name": name, "command": command, "machine": machine(),
               "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "seconds": seconds,
-              "output": done.stdout}  # fmt: skip
-    (out_dir / f"{name}.txt").write_text(done.stdout)
+              "output": output}  # fmt: skip
+    (out_dir / f"{name}.txt").write_text(output)
+    json_path = out_dir / f"{name}.json"
     if json_path.exists():  # the benchmark's own numbers, with where they were measured
         data = json.loads(json_path.read_text())
         json_path.write_text(json.dumps({"run": {k: v for k, v in result.items() if k != "output"},
                                          "results": data}, indent=1) + "\n")  # fmt: skip
     if readme is not None:
         readme.write_text(replace_block(readme.read_text(), f"bench-{name}", block(name, command, result)))
+    return result
+
+
+def record(name: str, command: list[str], out_dir: Path, readme: Path | None) -> int:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    json_path = out_dir / f"{name}.json"
+    json_path.unlink(missing_ok=True)  # never wrap a previous run's numbers
+    start = time.perf_counter()
+    done = subprocess.run(with_json(command, json_path), stdout=subprocess.PIPE, text=True)
+    seconds = time.perf_counter() - start
+    if done.returncode != 0:
+        sys.stderr.write(done.stdout)
+        return done.returncode
+    save(name, command, seconds, done.stdout, out_dir, readme)
     print(done.stdout, end="")
     return 0
 

@@ -153,13 +153,39 @@ def deltas_display(d, confidence: float = 0.95) -> pd.DataFrame:
     return out.set_index("comparison")
 
 
+# over training seeds: Table 2's axes and format on the test turns (format is the first thing
+# SFT has to learn, so its seed spread matters too)
+SEED_METRICS = AXES + (("format_compliance", "Format (%)"),)
+
+
+def seed_tables(frames: Mapping[str, pd.DataFrame], human_written: Mapping[str, pd.DataFrame],
+                **ci) -> tuple[pd.DataFrame, pd.DataFrame]:  # fmt: skip
+    """Table 2 and the deltas over training seeds (``kardia.seeds``), from each run's item frame
+    of the test turns (``frames``) and of the human-written situations (``human_written``, a test
+    set of its own: its emotion accuracy is one more column and delta; empty: none)."""
+    import pandas as pd
+
+    from kardia import seeds
+
+    table = seeds.seed_table(frames, SEED_METRICS, **ci)
+    delta = seeds.seed_deltas(frames, DELTA_PAIRS, AXES, **ci)
+    if human_written:
+        hw = (("emotion_accuracy", HUMAN_WRITTEN[0][1]),)
+        table = pd.concat([table, seeds.seed_table(human_written, hw, **ci)], ignore_index=True)
+        delta = pd.concat([delta, seeds.seed_deltas(human_written, DELTA_PAIRS, hw, **ci)],
+                          ignore_index=True)  # fmt: skip
+        rank = {f"{a} − {b}": k for k, (a, b) in enumerate(DELTA_PAIRS)}  # one block per comparison
+        delta = delta.sort_values("comparison", key=lambda c: c.map(rank), kind="stable")
+    return table, delta.reset_index(drop=True)
+
+
 def seeds_display(table, deltas_table, confidence: float) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The seed tables as printed: per system and metric ``mean ± seed SD [two-stage CI]``; per
     delta the same, each run's delta, and whether its sign held in every run."""
     import pandas as pd
 
     def cell(r) -> str:
-        d = 1 if "%" in str(r.metric) else 2  # accuracies in %, scores on 1-5
+        d = 1 if "%" in str(r.metric) or str(r.metric).startswith("Emo Acc") else 2  # % or 1-5
         sd = f" ± {r.seed_sd:.{d}f}" if r.seed_sd == r.seed_sd else ""
         return f"{r.mean:.{d}f}{sd} [{r.low:.{d}f}, {r.high:.{d}f}]" if r.mean == r.mean else "n/a"
 

@@ -13,6 +13,7 @@ each, whole dialogues (``two_stage_ci``); per delta, whether its sign held in ev
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
@@ -22,12 +23,14 @@ SEEDS_DIR = "results/seeds"
 WORKSPACE = "workspace"  # the run dvc repro left in results/generations
 
 
-def read_runs(generations: str | Path, seeds_dir: str | Path = SEEDS_DIR) -> dict[str, list[dict]]:
-    """``{run: items}``: the workspace run's per-item records (``generations/*.jsonl``) and every
-    exported run in ``seeds_dir/<run>/generations/``, in name order after the workspace."""
+def read_runs(generations: str | Path, seeds_dir: str | Path = SEEDS_DIR,
+              part: str = "") -> dict[str, list[dict]]:  # fmt: skip
+    """``{run: items}``: the workspace run's per-item records (``generations/<part>/*.jsonl``) and
+    every exported run's in ``seeds_dir/<run>/generations/<part>/``, in name order after the
+    workspace. ``part`` is a test set of its own (``human_written``); "" is the test turns."""
 
     def read(folder: Path) -> list[dict]:
-        files = sorted(folder.glob("*.jsonl"))
+        files = sorted((folder / part).glob("*.jsonl"))
         return [json.loads(line) for f in files for line in f.open(encoding="utf-8") if line.strip()]
 
     runs = {WORKSPACE: read(Path(generations))}
@@ -140,30 +143,40 @@ def seed_deltas(frames: Mapping[str, object], pairs: Sequence[tuple[str, str]],
 
 def export_experiment(name: str, out_dir: str | Path, repo: str | Path = ".") -> Path:
     """Copy the replies of the DVC experiment ``name`` (``results/generations/`` is in git, so it
-    is in the experiment's commit) to ``out_dir/generations/``. Refuses an ambiguous name."""
+    is in the experiment's commit) to ``out_dir/generations/``: the test turns' files and, in
+    ``human_written/``, the human-written situations'. The experiment is looked for under HEAD
+    (DVC files experiments under their baseline commit), then under any baseline, so a commit
+    made after the runs does not lose them; an ambiguous or missing name is refused."""
 
     def git(*args: str) -> str:
         return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True,
                               text=True).stdout  # fmt: skip
 
-    head = git("rev-parse", "HEAD").strip()  # DVC keeps experiments under their baseline commit
-    base = f"refs/exps/{head[:2]}/{head[2:]}/"
-    refs = [r for r in git("for-each-ref", "--format=%(refname)", base).split()
-            if r.rsplit("/", 1)[-1] == name]  # fmt: skip
+    def named(prefix: str) -> list[str]:
+        return [r for r in git("for-each-ref", "--format=%(refname)", prefix).split()
+                if r.rsplit("/", 1)[-1] == name]  # fmt: skip
+
+    head = git("rev-parse", "HEAD").strip()
+    refs = named(f"refs/exps/{head[:2]}/{head[2:]}/") or named("refs/exps/")
     if len(refs) != 1:
-        raise ValueError(f"expected one DVC experiment named {name!r} on HEAD ({head[:7]}), "
-                         f"found {len(refs)}: {refs}")  # fmt: skip
-    files = git("ls-tree", "-r", "--name-only", refs[0], "results/generations").split()
-    files = [f for f in files if f.endswith(".jsonl") and f.count("/") == 2]  # not human_written/
-    if not files:
+        raise ValueError(f"expected one DVC experiment named {name!r} (on HEAD {head[:7]} or any "
+                         f"baseline), found {len(refs)}: {refs}")  # fmt: skip
+    ref = refs[0]
+    files = git("ls-tree", "-r", "--name-only", ref, "results/generations").split()
+    files = [f for f in files if f.endswith(".jsonl") and f.count("/") in (2, 3)
+             and (f.count("/") == 2 or f.split("/")[2] == "human_written")]  # fmt: skip
+    if not any(f.count("/") == 2 for f in files):
         raise FileNotFoundError(f"experiment {name!r} has no results/generations/*.jsonl in git")
     out = Path(out_dir) / "generations"
-    out.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(out, ignore_errors=True)  # a re-export replaces the old files, never mixes
     for f in files:
-        (out / Path(f).name).write_text(git("show", f"{refs[0]}:{f}"), encoding="utf-8")
-    params = git("show", f"{refs[0]}:params.yaml")
-    source = {"experiment": name, "ref": refs[0], "commit": git("rev-parse", refs[0]).strip(),
-              "baseline": head, "train_seed": next((line.split(":")[1].split("#")[0].strip()
+        target = out / Path(f).relative_to("results/generations")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(git("show", f"{ref}:{f}"), encoding="utf-8")
+    params = git("show", f"{ref}:params.yaml")
+    baseline = ref.split("/")[2] + ref.split("/")[3]  # refs/exps/ab/cdef…/name
+    source = {"experiment": name, "ref": ref, "commit": git("rev-parse", ref).strip(),
+              "baseline": baseline, "train_seed": next((line.split(":")[1].split("#")[0].strip()
                                                     for line in params.splitlines()
                                                     if line.startswith("train_seed:")), None)}  # fmt: skip
     (Path(out_dir) / "source.json").write_text(json.dumps(source, indent=1) + "\n")

@@ -111,14 +111,18 @@ def test_label_baseline_reads_the_words_and_nothing_else(tmp_path):
     ]
     for split, rows in {"train": train, "dev": [], "test": test}.items():
         write_jsonl(rows, tmp_path / "turns" / f"{split}.jsonl")
-    result = label_baseline(tmp_path, ROOT / "data/human_ratings")
-    assert result["test"] == {"n": 2, "accuracy": 1.0}
-    assert result["test_first_turns"] == {"n": 1, "accuracy": 1.0}
-    assert result["human_written"]["n"] == 480  # iEval's situations, labelled among our 32
+    for model in ("nb", "minilm"):
+        result = label_baseline(tmp_path, ROOT / "data/human_ratings", model)
+        assert result["test"] == {"n": 2, "accuracy": 1.0, "near_miss_share": None}, model
+        assert result["test_first_turns"]["accuracy"] == 1.0
+        assert result["human_written"]["n"] == 480  # iEval's situations, labelled among our 32
 
     swapped = [{**r, "emotion": "sad" if r["emotion"] == "joyful" else "joyful"} for r in test]
     write_jsonl(swapped, tmp_path / "turns" / "test.jsonl")
-    assert label_baseline(tmp_path, ROOT / "data/human_ratings")["test"]["accuracy"] == 0.0
+    wrong = label_baseline(tmp_path, ROOT / "data/human_ratings")["test"]
+    assert wrong["accuracy"] == 0.0 and wrong["near_miss_share"] == 0.0  # sad for joyful: valence flipped
+    with pytest.raises(ValueError, match="unknown model"):
+        label_baseline(tmp_path, ROOT / "data/human_ratings", "bert")
 
 
 def test_record_puts_what_a_benchmark_printed_into_the_readme(tmp_path):
@@ -142,3 +146,45 @@ def test_record_puts_what_a_benchmark_printed_into_the_readme(tmp_path):
     failed = subprocess.run([*record, sys.executable, str(bench), "fail"], capture_output=True, text=True,
                             timeout=60)  # fmt: skip
     assert failed.returncode == 3 and readme.read_text() == text  # a failed run records nothing
+
+
+def test_peak_memory_counts_the_children_of_the_command(tmp_path):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from peak_memory import measure
+
+    # a child that holds ~200 MB for a second, under a parent that holds almost nothing
+    child = "import time; b = bytearray(200_000_000); b[::4096] = b'x' * len(b[::4096]); time.sleep(1.5)"
+    parent = f"import subprocess, sys; subprocess.run([sys.executable, '-c', {child!r}])"
+    result = measure([sys.executable, "-c", parent], every=0.2)
+    assert result["returncode"] == 0 and result["samples"] >= 3
+    assert result["peak_rss_bytes"] > 200_000_000
+    failed = measure([sys.executable, "-c", "raise SystemExit(3)"], every=0.2)
+    assert failed["returncode"] == 3
+
+
+def test_record_wraps_a_command_under_peak_memory(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text("<!-- bench-repro:start -->\nold\n<!-- bench-repro:end -->\n")
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "record.py"), "repro", "--readme", str(readme),
+           "--out-dir", str(tmp_path / "out"), "--", sys.executable, str(ROOT / "benchmarks" / "peak_memory.py"),
+           "--every", "0.2", "--", sys.executable, "-c", "print('pipeline output')"]  # fmt: skip
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    # the command's output on stderr, only the table on stdout
+    assert "pipeline output" in out.stderr.splitlines() and "pipeline output" not in out.stdout.splitlines()
+    text = readme.read_text()
+    assert "| peak resident memory, summed over the process tree |" in text and "old" not in text
+    saved = json.loads((tmp_path / "out" / "repro.json").read_text())
+    assert saved["results"]["returncode"] == 0 and saved["results"]["peak_rss_bytes"] > 0
+
+
+def test_every_recorded_benchmark_has_a_script_and_a_readme_block():
+    import re
+
+    makefile = (ROOT / "Makefile").read_text()
+    pairs = re.search(r"^BENCH := (.+)$", makefile, re.M).group(1).split()
+    readme = (ROOT / "README.md").read_text()
+    for name, script in (p.split(":") for p in [*pairs, "repro:peak_memory"]):
+        assert (ROOT / "benchmarks" / f"{script}.py").is_file(), script
+        assert f"<!-- bench-{name}:start -->" in readme and f"<!-- bench-{name}:end -->" in readme, name
+    assert "record.py repro --" in makefile  # make repro-measured fills the repro block

@@ -282,3 +282,28 @@ def test_the_seed_tables_show_the_seed_sd_and_whether_each_sign_held():
     assert emo["per seed"] == "+10.00, -10.00" and emo["sign held in all 2 seeds"] == "no"
     rel = shown[shown["metric"] == "Relevance"].iloc[0]
     assert rel["sign held in all 2 seeds"] == "yes"
+
+
+def test_the_seed_tables_add_format_and_the_human_written_situations():
+    def run(sft_right: int, r1_right: int, n: int) -> list[dict]:
+        return (items_for("raw", n, right=0, score=2) + items_for("sft", n, right=sft_right, score=3)
+                + items_for("kardia-r1", n, right=r1_right, score=4))  # fmt: skip
+
+    order = ["raw", "sft", "kardia-r1"]
+    frames = {k: report.item_frame(v, order=order) for k, v in
+              {"workspace": run(10, 12, 20), "seed-1": run(8, 6, 20)}.items()}  # fmt: skip
+    hw = {k: report.item_frame(v, order=order) for k, v in
+          {"workspace": run(1, 5, 10), "seed-1": run(3, 4, 10)}.items()}  # fmt: skip
+    table, deltas = report.seed_tables(frames, hw, resamples=200)
+    wide, shown = report.seeds_display(table, deltas, 0.95)
+    assert list(wide.columns)[-2:] == ["Format (%)", "Emo Acc (human-written)"]
+    assert wide.loc["SFT", "Emo Acc (human-written)"].startswith("20.0 ± 14.1 [")  # 10 % and 30 %
+    hw_delta = deltas[(deltas["metric"] == "Emo Acc (human-written)") & (deltas["comparison"] == "kardia-r1 − sft")]
+    assert hw_delta.iloc[0]["per_run"] == pytest.approx({"workspace": 40.0, "seed-1": 10.0})
+    assert hw_delta.iloc[0]["sign_holds"]
+    # one block per comparison, in DELTA_PAIRS order, the human-written delta last in each
+    blocks = deltas.groupby("comparison", sort=False)["metric"].apply(list)
+    assert list(blocks.index) == ["kardia-r1 − sft", "sft − raw"]
+    assert all(b[-1] == "Emo Acc (human-written)" and len(b) == len(report.AXES) + 1 for b in blocks)
+    plain, _ = report.seed_tables(frames, {}, resamples=200)
+    assert "Emo Acc (human-written)" not in set(plain["metric"])

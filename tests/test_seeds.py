@@ -76,18 +76,29 @@ def test_export_copies_an_experiments_replies_from_its_git_ref(tmp_path):
     head = git(repo, "rev-parse", "HEAD").strip()
     item = {"system": "sft", "item_id": "d0:0"}
     (repo / "results/generations/sft.jsonl").write_text(json.dumps(item) + "\n")
-    (repo / "results/generations/human_written/sft.jsonl").write_text("{}\n")
+    written = {"system": "sft", "item_id": "ieval:hit:1_conv:2"}
+    (repo / "results/generations/human_written/sft.jsonl").write_text(json.dumps(written) + "\n")
     (repo / "params.yaml").write_text("seed: 0\ntrain_seed: 1  # varied\n")
     git(repo, "add", "-A")
     git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "exp")
     git(repo, "update-ref", f"refs/exps/{head[:2]}/{head[2:]}/seed-1", "HEAD")
     git(repo, "reset", "-q", "--hard", head)  # the workspace is back at the baseline
+    (tmp_path / "seeds/seed-1/generations/stale.jsonl").parent.mkdir(parents=True)
+    (tmp_path / "seeds/seed-1/generations/stale.jsonl").write_text("{}\n")  # an older export's file
     out = seeds.export_experiment("seed-1", tmp_path / "seeds/seed-1", repo)
-    assert [p.name for p in out.iterdir()] == ["sft.jsonl"]  # human_written/ is not a run's Table 2
+    # the test turns beside the human-written situations, a test set of its own; nothing stale
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*.jsonl")) == ["human_written/sft.jsonl", "sft.jsonl"]
     source = json.loads((tmp_path / "seeds/seed-1/source.json").read_text())
     assert source["train_seed"] == "1" and source["baseline"] == head
     runs = seeds.read_runs(tmp_path / "seeds/seed-1/generations", tmp_path / "seeds")
     assert runs["workspace"] == [item] and runs["seed-1"] == [item]
+    hw = seeds.read_runs(tmp_path / "seeds/seed-1/generations", tmp_path / "seeds", part="human_written")
+    assert hw["workspace"] == [written] and hw["seed-1"] == [written]
+    # a commit after the runs moves HEAD off the experiments' baseline: they are still found
+    git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "--allow-empty", "-m", "later")
+    again = seeds.export_experiment("seed-1", tmp_path / "again", repo)
+    assert (again / "sft.jsonl").read_text() == json.dumps(item) + "\n"
+    assert json.loads((tmp_path / "again/source.json").read_text())["baseline"] == head
     other = tmp_path / "other"
     other.mkdir()
     (other / "sft.jsonl").write_text(json.dumps({**item, "item_id": "d9:0"}) + "\n")
