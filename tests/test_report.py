@@ -164,6 +164,10 @@ def test_the_results_section_names_the_judges_and_flags_the_embedded_default(eva
     assert "**Ablations:**" in section and "| a |" in section
     section = report.results_section({**offline, "backbone": "smollm2-135m-instruct"}, md, 0.95)
     assert "Embedded default" in section and "SmolLM2-135M-Instruct" in section and "tiny" not in section
+    assert "one training seed" not in section  # no seed runs: Table 2 is all there is
+    seeded = report.results_section(evaluation, {**md, "seeds": "| s |", "seed_deltas": "| d |", "seed_runs": 3}, 0.95)
+    assert "one training seed, the workspace run: all 3 seeds under *Seeds* below" in seeded
+    assert seeded.index("| table2 |") < seeded.index("**Seeds** — 3 training seeds") < seeded.index("| d |")
 
 
 def test_write_optional_writes_a_note_when_there_are_no_rows(tmp_path):
