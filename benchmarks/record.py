@@ -56,13 +56,14 @@ def with_json(command: list[str], json_path: Path) -> list[str]:
 
 
 def save(name: str, command: list[str], seconds: float, output: str, out_dir: Path,
-         readme: Path | None) -> dict:  # fmt: skip
+         readme: Path | None, date: datetime | None = None) -> dict:  # fmt: skip
     """Write ``NAME.txt`` (what the benchmark printed) and ``NAME.json`` (its own JSON, already at
-    that path, wrapped with when, where and how long it ran), then the README block."""
+    that path, wrapped with when, where and how long it ran), then the README block. ``date``:
+    when it finished (now, unless a run measured earlier is being recorded)."""
     from kardia.report import replace_block
 
     result = {"name": name, "command": command, "machine": machine(),
-              "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "seconds": seconds,
+              "date": (date or datetime.now(UTC)).strftime("%Y-%m-%d %H:%M UTC"), "seconds": seconds,
               "output": output}  # fmt: skip
     (out_dir / f"{name}.txt").write_text(output)
     json_path = out_dir / f"{name}.json"
