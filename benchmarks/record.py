@@ -41,11 +41,14 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
+REGENERATE = {"repro": "make repro-measured"}  # blocks that `make bench` does not refill
+
+
 def block(name: str, command: list[str], record: dict) -> str:
     """The README block: what ran, where, when, and the output as printed."""
     shown = " ".join(Path(c).name if c == sys.executable else c for c in command)
     return (f"`{shown}` — {record['machine']}; {record['date']}, {record['seconds']:.0f} s "
-            f"(`results/benchmarks/{name}.txt`, `.json`; regenerate: `make bench`):\n\n"
+            f"(`results/benchmarks/{name}.txt`, `.json`; regenerate: `{REGENERATE.get(name, 'make bench')}`):\n\n"
             f"```text\n{record['output'].rstrip()}\n```\n")  # fmt: skip
 
 

@@ -24,10 +24,14 @@ WORKSPACE = "workspace"  # the run dvc repro left in results/generations
 
 
 def read_runs(generations: str | Path, seeds_dir: str | Path = SEEDS_DIR,
-              part: str = "") -> dict[str, list[dict]]:  # fmt: skip
-    """``{run: items}``: the workspace run's per-item records (``generations/<part>/*.jsonl``) and
-    every exported run's in ``seeds_dir/<run>/generations/<part>/``, in name order after the
-    workspace. ``part`` is a test set of its own (``human_written``); "" is the test turns."""
+              part: str = "") -> tuple[dict[str, list[dict]], list[str]]:  # fmt: skip
+    """``({run: items}, set_aside)``: the workspace run's per-item records
+    (``generations/<part>/*.jsonl``) and those of every exported run in
+    ``seeds_dir/<run>/generations/<part>/`` that answered the same systems and test items, in name
+    order after the workspace; ``set_aside`` names the exported runs that did not (another
+    configuration, e.g. the smoke profile beside the default's seed runs, or an export from an
+    older test set). They are never mixed in, and the report says they were left out.
+    ``part`` is a test set of its own (``human_written``); "" is the test turns."""
 
     def read(folder: Path) -> list[dict]:
         files = sorted((folder / part).glob("*.jsonl"))
@@ -39,13 +43,9 @@ def read_runs(generations: str | Path, seeds_dir: str | Path = SEEDS_DIR,
     empty = [name for name, items in runs.items() if not items]
     if empty:
         raise FileNotFoundError(f"no replies for run(s) {empty}: run evaluate (or scripts/seeds) first")
-    # runs of another test set (an export left from an older commit) must not be mixed in
     asked = {name: {(i["system"], i["item_id"]) for i in items} for name, items in runs.items()}
-    odd = [name for name, keys in asked.items() if keys != asked[WORKSPACE]]
-    if odd:
-        raise ValueError(f"run(s) {odd} answered other systems or test items than the workspace run: "
-                         "re-export them (scripts/seeds) or delete them from results/seeds/")  # fmt: skip
-    return runs
+    set_aside = [name for name, keys in asked.items() if keys != asked[WORKSPACE]]
+    return {k: v for k, v in runs.items() if k not in set_aside}, set_aside
 
 
 def two_stage_ci(

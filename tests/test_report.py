@@ -168,6 +168,9 @@ def test_the_results_section_names_the_judges_and_flags_the_embedded_default(eva
     seeded = report.results_section(evaluation, {**md, "seeds": "| s |", "seed_deltas": "| d |", "seed_runs": 3}, 0.95)
     assert "one training seed, the workspace run: all 3 seeds under *Seeds* below" in seeded
     assert seeded.index("| table2 |") < seeded.index("**Seeds** — 3 training seeds") < seeded.index("| d |")
+    assert "set aside" not in seeded
+    aside = report.results_section(evaluation, {**md, "seed_runs": 1, "seeds_set_aside": ["seed-1", "seed-2"]}, 0.95)
+    assert "**Seeds set aside** — seed-1, seed-2" in aside and "one training seed" not in aside
 
 
 def test_write_optional_writes_a_note_when_there_are_no_rows(tmp_path):

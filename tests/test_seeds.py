@@ -90,9 +90,9 @@ def test_export_copies_an_experiments_replies_from_its_git_ref(tmp_path):
     assert sorted(str(p.relative_to(out)) for p in out.rglob("*.jsonl")) == ["human_written/sft.jsonl", "sft.jsonl"]
     source = json.loads((tmp_path / "seeds/seed-1/source.json").read_text())
     assert source["train_seed"] == "1" and source["baseline"] == head
-    runs = seeds.read_runs(tmp_path / "seeds/seed-1/generations", tmp_path / "seeds")
-    assert runs["workspace"] == [item] and runs["seed-1"] == [item]
-    hw = seeds.read_runs(tmp_path / "seeds/seed-1/generations", tmp_path / "seeds", part="human_written")
+    runs, set_aside = seeds.read_runs(tmp_path / "seeds/seed-1/generations", tmp_path / "seeds")
+    assert runs["workspace"] == [item] and runs["seed-1"] == [item] and set_aside == []
+    hw, _ = seeds.read_runs(tmp_path / "seeds/seed-1/generations", tmp_path / "seeds", part="human_written")
     assert hw["workspace"] == [written] and hw["seed-1"] == [written]
     # a commit after the runs moves HEAD off the experiments' baseline: they are still found
     git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "--allow-empty", "-m", "later")
@@ -102,8 +102,11 @@ def test_export_copies_an_experiments_replies_from_its_git_ref(tmp_path):
     other = tmp_path / "other"
     other.mkdir()
     (other / "sft.jsonl").write_text(json.dumps({**item, "item_id": "d9:0"}) + "\n")
-    with pytest.raises(ValueError, match="other systems or test items"):
-        seeds.read_runs(other, tmp_path / "seeds")
+    # a workspace run of other test items (another profile): the seed run is set aside, not mixed in
+    runs, set_aside = seeds.read_runs(other, tmp_path / "seeds")
+    assert list(runs) == ["workspace"] and set_aside == ["seed-1"]
+    with pytest.raises(FileNotFoundError, match="no replies"):
+        seeds.read_runs(tmp_path / "nothing", tmp_path / "seeds")
     with pytest.raises(ValueError, match="one DVC experiment named 'seed-2'"):
         seeds.export_experiment("seed-2", tmp_path / "x", repo)
 

@@ -65,7 +65,7 @@ def repo(tmp_path_factory, server) -> Path:
     for name in ("kardia", "notebooks", "scripts", "data/seed", "data/human_ratings"):
         shutil.copytree(ROOT / name, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(ROOT / "results/human_eval/ratings", repo / "results/human_eval/ratings")
-    shutil.copytree(ROOT / "results/seeds", repo / "results/seeds")  # a report dep (in git; no seed runs)
+    shutil.copytree(ROOT / "results/seeds", repo / "results/seeds")  # a report dep (in git: seed runs of the default, which the smoke run sets aside)
     for name in ("dvc.yaml", "params.yaml", "README.md"):
         shutil.copy(ROOT / name, repo / name)
     (repo / "results/ablations.csv").write_text(",".join(ablations.COLUMNS) + "\n")  # none yet
