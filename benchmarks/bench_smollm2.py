@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/bench_smollm2.py [--quick] [--json [out.json]] [--backbones-dir D]
 
-Every row runs ``kardia.training.run_sft`` / ``run_grpo`` — the stages' own code — in a fresh
+Every row runs ``kardia.training.sft.run_sft`` / ``kardia.training.grpo.run_grpo`` — the stages' own code — in a fresh
 subprocess (so its peak memory is its own) on a small corpus the offline builder makes in a
 temporary folder, with the real rewards and the offline judge, on SmolLM2-135M-Instruct as the
 backbone stage builds it (``--backbones-dir``, default ``models/backbones/``):
@@ -64,7 +64,8 @@ QUICK = ("chosen", "naive")
 def worker(spec: dict) -> dict:
     """One measurement (run in its own process)."""
 
-    from kardia.training import run_grpo, run_sft
+    from kardia.training.grpo import run_grpo
+    from kardia.training.sft import run_sft
 
     params = _params()
     overrides, cap = VARIANTS[spec["variant"]]
@@ -109,7 +110,7 @@ def generation_worker(spec: dict) -> dict:
     from kardia.data import read_splits
     from kardia.generation import hf_generate
     from kardia.models import load_policy
-    from kardia.training import prompt_args, prompt_rows
+    from kardia.prompts import prompt_args, prompt_rows
 
     params = _params()
     policy = {**params["policy"], "backbone": BACKBONE, "backbones_dir": spec["backbones_dir"]}

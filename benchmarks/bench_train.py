@@ -4,7 +4,7 @@
 
     .venv/bin/python benchmarks/bench_train.py [--quick] [--json [out.json]]
 
-Every row runs ``kardia.training.run_sft`` / ``run_grpo`` — the stages' own code — in a fresh
+Every row runs ``kardia.training.sft.run_sft`` / ``kardia.training.grpo.run_grpo`` — the stages' own code — in a fresh
 subprocess (so its peak memory is its own) on a small corpus the offline builder makes in a
 temporary folder, with the real rewards and the offline judge:
 
@@ -110,7 +110,8 @@ def worker(spec: dict) -> dict:
     """One measurement (run in its own process)."""
     import torch
 
-    from kardia.training import run_grpo, run_sft
+    from kardia.training.grpo import run_grpo
+    from kardia.training.sft import run_sft
 
     params = _params()
     tiny = MODELS[spec["model"]] or params["policy"]["tiny"]

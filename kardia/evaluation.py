@@ -44,7 +44,7 @@ def test_rows(
     ``first_turn_share`` reserves that share of the sample for dialogues' first turns (where
     the emotion must be read from the opening alone), so both kinds are measured with enough
     items; None samples all turns alike."""
-    from kardia.training import prompt_rows, spread
+    from kardia.prompts import prompt_rows, spread
 
     rows = prompt_rows(turns, history_exchanges=history_exchanges, prompt_style=prompt_style)
     for row, turn in zip(rows, turns, strict=True):
@@ -71,7 +71,7 @@ def human_written_rows(root: str | Path, *, n: int | None, seed: int,
     own opening message); a seeded sample of ``n`` (all when None)."""
     from kardia.build import system_prompt
     from kardia.human_ratings import ieval_situations
-    from kardia.training import spread
+    from kardia.prompts import spread
 
     rows = [
         {
@@ -152,10 +152,12 @@ def generate_system(
 def _backbone_generate(policy: dict, data_dir, prompts, gen: dict) -> list[str]:
     from kardia.generation import hf_generate, vllm_generate
     from kardia.models import (
-        _load_backbone,
         backbone_source,
         create_policy,
         dialogue_texts,
+        for_generation,
+        gpu_memory_utilization,
+        load_backbone,
         rollout_backend,
         training_backend,
     )
@@ -164,7 +166,8 @@ def _backbone_generate(policy: dict, data_dir, prompts, gen: dict) -> list[str]:
     if backbone != "tiny":
         backbone = backbone_source(policy)  # a packaged backbone's built folder
     if backbone != "tiny" and rollout_backend() == "vllm":
-        return vllm_generate(backbone, prompts, max_new_tokens=gen["max_new_tokens"], seed=seed)
+        return vllm_generate(backbone, prompts, max_new_tokens=gen["max_new_tokens"], seed=seed,
+                             gpu_memory_utilization=gpu_memory_utilization(policy))  # fmt: skip
     if backbone == "tiny":  # the decoder the sft stage starts from: same seed, same tokenizer
         import torch
 
@@ -173,8 +176,9 @@ def _backbone_generate(policy: dict, data_dir, prompts, gen: dict) -> list[str]:
         torch.manual_seed(seed)
         corpus = dialogue_texts(read_splits(data_dir, "dialogues")["train"])
         model, tokenizer = create_policy({**policy, "finetune": "full"}, corpus=corpus, seed=seed)
+        model = for_generation(model, policy)  # on the GPU where there is one, as the others
     else:  # the pretrained backbone as published, for inference (no adapters)
-        model, tokenizer = _load_backbone(backbone, policy, seed=seed, backend=training_backend(),
+        model, tokenizer = load_backbone(backbone, policy, seed=seed, backend=training_backend(),
                                           trainable=False)  # fmt: skip
     return hf_generate(model, tokenizer, prompts, **gen)
 

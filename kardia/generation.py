@@ -7,6 +7,7 @@ added tokens) survive and the chat control tokens do not.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 
 
@@ -111,30 +112,51 @@ def hf_generate(
     return out  # type: ignore[return-value]
 
 
+def free_accelerator_memory() -> None:
+    """Give the memory of dead models back to the GPU (PyTorch's allocator keeps it cached), so a
+    vLLM engine started next in the same process finds it free. A no-op without CUDA."""
+    import gc
+
+    gc.collect()
+    if "torch" in sys.modules:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+
 def vllm_generate(
     model_path: str,
     prompts: Sequence[list[dict]],
     *,
+    gpu_memory_utilization: float,
     max_new_tokens: int = 512,
     temperature: float = 0.0,
     seed: int = 0,
-    gpu_memory_utilization: float = 0.85,
     max_model_len: int | None = None,
 ) -> list[str]:
-    """Generate with a vLLM engine on the local GPU(s) (``LLM.chat`` applies the chat template)."""
+    """Generate with a vLLM engine on the local GPU(s) (``LLM.chat`` applies the chat template).
+    The engine takes ``gpu_memory_utilization`` of the GPU (``policy.gpu_memory_utilization``)
+    and is torn down afterwards: a stage may generate for several systems, or right after
+    training, in one process."""
     from vllm import LLM, SamplingParams
 
+    free_accelerator_memory()
     llm = LLM(
         model=str(model_path),
         seed=seed,
         gpu_memory_utilization=gpu_memory_utilization,
         max_model_len=max_model_len,
     )
-    params = SamplingParams(
-        max_tokens=max_new_tokens, temperature=temperature, seed=seed, skip_special_tokens=True
-    )
-    outputs = llm.chat(for_template(prompts, llm.get_tokenizer()), params, use_tqdm=True)
-    return [o.outputs[0].text.strip() for o in outputs]
+    try:
+        params = SamplingParams(
+            max_tokens=max_new_tokens, temperature=temperature, seed=seed, skip_special_tokens=True
+        )
+        outputs = llm.chat(for_template(prompts, llm.get_tokenizer()), params, use_tqdm=True)
+        return [o.outputs[0].text.strip() for o in outputs]
+    finally:
+        del llm
+        free_accelerator_memory()
 
 
 def generate_from(
@@ -148,10 +170,11 @@ def generate_from(
     backend: str | None = None,
 ) -> list[str]:
     """Greedy replies of the policy saved at ``path``: vLLM when the machine has it, else HF."""
-    from kardia.models import load_policy, rollout_backend
+    from kardia.models import gpu_memory_utilization, load_policy, rollout_backend
 
     if (backend or rollout_backend()) == "vllm":
-        return vllm_generate(path, prompts, max_new_tokens=max_new_tokens, seed=seed)
+        return vllm_generate(path, prompts, max_new_tokens=max_new_tokens, seed=seed,
+                             gpu_memory_utilization=gpu_memory_utilization(policy))  # fmt: skip
     model, tokenizer = load_policy(path, policy, trainable=False)
     return hf_generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens,
                        batch_size=batch_size, seed=seed)  # fmt: skip

@@ -188,6 +188,8 @@ def rollout_backend() -> str:
 # --- the factory ------------------------------------------------------------------------------
 
 FINETUNE = ("full", "lora", "qlora")
+BACKEND_ATTR = "kardia_backend"  # set on a model Unsloth loaded (see loaded_backend)
+GPU_MEMORY_UTILIZATION = 0.3  # policy.gpu_memory_utilization when unset (TRL's colocate default)
 POLICY_FILE = "kardia_policy.json"  # written next to every saved policy: how to reload it
 
 
@@ -222,7 +224,7 @@ def create_policy(
         tokenizer = train_tokenizer(corpus, vocab_size=sizes.pop("vocab_size", 4096))
         model = tiny_model(tokenizer, seed=seed, **sizes)
         return _adapt(model, policy), tokenizer
-    return _load_backbone(backbone_source(policy), policy, seed=seed, backend=backend,
+    return load_backbone(backbone_source(policy), policy, seed=seed, backend=backend,
                           add_spans=policy.get("span_tokens", "added") == "added")  # fmt: skip
 
 
@@ -274,10 +276,8 @@ def load_policy(path: str | Path, policy: dict, *, seed: int = 0, backend: str |
 
         model = AutoModelForCausalLM.from_pretrained(str(path))
         tokenizer = load_tokenizer(path)
-        if trainable:
-            model = _adapt(model, policy)
-        return model, tokenizer
-    return _load_backbone(
+        return (_adapt(model, policy) if trainable else for_generation(model, policy)), tokenizer
+    return load_backbone(
         str(path), policy, seed=seed, backend=backend, trainable=trainable,
         fast_inference=fast_inference,
     )  # fmt: skip
@@ -349,12 +349,24 @@ def mixed_precision(policy: dict) -> bool:
 
 
 def for_generation(model, policy: dict):
-    """``model`` in the dtype it generates in: bf16 under ``mixed_precision``, else as loaded."""
+    """``model`` where and how it generates: on the GPU when there is one (models load on the CPU,
+    and ``hf_generate`` follows ``model.device``), in bf16 under ``mixed_precision``."""
     import torch
 
+    if torch.cuda.is_available() and model.device.type != "cuda":
+        model = model.to("cuda")
     if mixed_precision(policy) and next(model.parameters()).dtype == torch.float32:
         return model.to(torch.bfloat16)
     return model
+
+
+def gpu_memory_utilization(policy: dict) -> float:
+    """``policy.gpu_memory_utilization``: the share of GPU memory a vLLM engine may take, the one
+    knob for TRL's colocated engine, Unsloth's ``fast_inference`` engine and ``vllm_generate``."""
+    value = float(policy.get("gpu_memory_utilization") or GPU_MEMORY_UTILIZATION)
+    if not 0 < value <= 1:
+        raise ValueError(f"policy.gpu_memory_utilization must be in (0, 1], got {value}")
+    return value
 
 
 def _dtype(policy: dict):
@@ -413,8 +425,17 @@ def _adapt(model, policy: dict, tokenizer=None):
     return get_peft_model(model, config)
 
 
-def _load_backbone(name: str, policy: dict, *, seed: int, backend: str, trainable: bool = True,
-                   fast_inference: bool = False, add_spans: bool = False):  # fmt: skip
+def loaded_backend(model) -> str:
+    """The backend that actually loaded ``model``: ``unsloth`` only for a model Unsloth's
+    ``FastLanguageModel`` made (a tiny policy on a GPU machine is plain transformers, whatever
+    ``training_backend()`` prefers)."""
+    return getattr(model, BACKEND_ATTR, "transformers")
+
+
+def load_backbone(name: str, policy: dict, *, seed: int, backend: str, trainable: bool = True,
+                  fast_inference: bool = False, add_spans: bool = False):  # fmt: skip
+    """A real backbone (a folder or hub id) as a policy: through Unsloth or transformers (+ PEFT)
+    as ``backend`` says, the span markers added when ``add_spans``, adapters when ``trainable``."""
     finetune = policy.get("finetune", "full")
     max_len = int(policy.get("max_seq_length", 2048))
     if backend == "unsloth":
@@ -428,8 +449,9 @@ def _load_backbone(name: str, policy: dict, *, seed: int, backend: str, trainabl
             full_finetuning=finetune == "full",
             fast_inference=fast_inference,  # Unsloth's vLLM engine for GRPO rollouts
             max_lora_rank=lora["r"],
-            gpu_memory_utilization=float(policy.get("gpu_memory_utilization", 0.6)),
+            gpu_memory_utilization=gpu_memory_utilization(policy),  # its vLLM engine's share
         )
+        setattr(model, BACKEND_ATTR, "unsloth")
         if add_spans:
             add_span_tokens(model, tokenizer)
         if trainable and finetune != "full":

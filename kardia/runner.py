@@ -4,9 +4,11 @@
 
 Stage ``S`` runs ``notebooks/NN_S.ipynb`` (``NN`` two digits, optionally a letter: ``00a``). Every name in the notebook's ``parameters`` cell takes
 its value from the ``S`` section of ``params.yaml``, or else from a top-level key (``seed``,
-``judge``). papermill only warns about parameters a notebook does not declare, so this runner
-refuses them — and refuses a declared parameter that ``params.yaml`` does not provide: the
-notebook's literal defaults never stand in silently for the single source of truth.
+``judge``); a parameter named ``S`` itself takes the whole section as one dict (the training
+stages pass it on to ``kardia.training``, which refuses keys it does not know). papermill only
+warns about parameters a notebook does not declare, so this runner refuses them — and refuses a
+declared parameter that ``params.yaml`` does not provide: the notebook's literal defaults never
+stand in silently for the single source of truth.
 
 The executed copy goes to ``results/notebooks/`` and appears there only when the run succeeds; a
 failed run is kept beside it as ``*.failed.ipynb`` for inspection.
@@ -51,7 +53,8 @@ def notebook_for(stage: str, notebooks: str | Path = "notebooks") -> Path:
 
 def kardia_imports(source: str, package: Path) -> set[str]:
     """The ``kardia`` modules a piece of Python imports, anywhere in it (top level or inside a
-    function), as file names relative to the package's parent: ``{"kardia/data.py", ...}``."""
+    function), as file names relative to the package's parent: ``{"kardia/data.py", ...}``; a
+    module of a subpackage brings the subpackage's ``__init__.py`` (Python runs it first)."""
     import ast
 
     found = set()
@@ -65,8 +68,17 @@ def kardia_imports(source: str, package: Path) -> set[str]:
             continue
         for name in names:
             parts = name.split(".")
-            if parts[0] == "kardia" and len(parts) >= 2 and (package / f"{parts[1]}.py").is_file():
-                found.add(f"kardia/{parts[1]}.py")
+            if parts[0] != "kardia":
+                continue
+            folder = package
+            for part in parts[1:]:  # kardia.training.sft -> training/__init__.py, training/sft.py
+                if (folder / f"{part}.py").is_file():
+                    found.add((folder / f"{part}.py").relative_to(package.parent).as_posix())
+                    break
+                if not (folder / part / "__init__.py").is_file():
+                    break
+                folder = folder / part
+                found.add((folder / "__init__.py").relative_to(package.parent).as_posix())
     return found
 
 
@@ -106,7 +118,8 @@ def resolve_parameters(stage: str, params: dict, declared: list[str]) -> dict:
     section = params.get(stage) or {}
     if not isinstance(section, dict):
         raise StageParamsError(f"params.yaml: section {stage!r} must be a mapping")
-    undeclared = sorted(set(section) - set(declared))
+    whole = stage in declared  # the section as one dict: its code checks the keys
+    undeclared = [] if whole else sorted(set(section) - set(declared))
     if undeclared:
         raise StageParamsError(
             f"params.yaml sets {stage}.{{{', '.join(undeclared)}}} but the {stage} notebook does "
@@ -114,7 +127,9 @@ def resolve_parameters(stage: str, params: dict, declared: list[str]) -> dict:
         )
     values, missing = {}, []
     for name in declared:
-        if name in section:
+        if whole and name == stage and stage in params:
+            values[name] = dict(section)
+        elif not whole and name in section:
             values[name] = section[name]
         elif name in params and name not in STAGES:
             values[name] = params[name]

@@ -38,3 +38,11 @@ def data_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("data") / "built"
     write_splits(splits(), out)
     return out
+
+
+@pytest.fixture
+def no_cuda(monkeypatch):
+    """A machine without CUDA, also on a GPU machine: for tests of the CPU path's choices."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)

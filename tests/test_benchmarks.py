@@ -1,6 +1,7 @@
 """The benchmarks run (quick sizes) and print their measurements; numbers are not asserted."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -188,3 +189,16 @@ def test_every_recorded_benchmark_has_a_script_and_a_readme_block():
         assert (ROOT / "benchmarks" / f"{script}.py").is_file(), script
         assert f"<!-- bench-{name}:start -->" in readme and f"<!-- bench-{name}:end -->" in readme, name
     assert "record.py repro --" in makefile  # make repro-measured fills the repro block
+
+
+def test_the_gpu_check_dry_run_trains_both_shapes_and_writes_its_json(tmp_path):
+    out = tmp_path / "gpu_check.json"
+    script = ROOT / "scripts/gpu_check"
+    run = subprocess.run(["bash", str(script), "--dry-run", "--json", str(out)], capture_output=True, text=True,
+                         timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert result["dry_run"] and [(r["shape"], r["stage"]) for r in result["rows"]] == [
+        (s, stage) for s in ("qwen2.5-0.5b-shape", "smollm2-135m-shape") for stage in ("sft", "grpo")]
+    assert all(r["steps"] == 1 and r["seconds_per_step"] > 0 for r in result["rows"])
+    assert "| qwen2.5-0.5b-shape | grpo |" in run.stdout

@@ -5,8 +5,10 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
+import yaml
 
 from kardia.models import (
     CHAT_TEMPLATE,
@@ -80,7 +82,7 @@ def test_tiny_model_is_seeded(tokenizer):
     assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters(), strict=True))
 
 
-def test_backends_without_a_gpu_are_the_plain_ones():
+def test_backends_without_a_gpu_are_the_plain_ones(no_cuda):
     assert training_backend() == "transformers"
     assert rollout_backend() == "hf"
 
@@ -153,15 +155,15 @@ def saved_tiny(tmp_path_factory, tokenizer):
     return path
 
 
-def test_qlora_without_cuda_raises_before_loading_anything(saved_tiny, monkeypatch):
-    from kardia.models import _load_backbone, create_policy
+def test_qlora_without_cuda_raises_before_loading_anything(saved_tiny, monkeypatch, no_cuda):
+    from kardia.models import create_policy, load_backbone
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # a local folder; never the hub
     policy = {"backbone": str(saved_tiny), "finetune": "qlora"}
     with pytest.raises(ValueError, match="CUDA"):
         create_policy(policy, backend="transformers")
     with pytest.raises(ValueError, match="CUDA"):
-        _load_backbone(str(saved_tiny), policy, seed=0, backend="transformers")
+        load_backbone(str(saved_tiny), policy, seed=0, backend="transformers")
 
 
 def test_a_local_backbone_loads_through_transformers(saved_tiny, monkeypatch):
@@ -220,7 +222,7 @@ def test_read_policy_info_needs_the_policy_file(tmp_path):
         read_policy_info(tmp_path)
 
 
-def test_backend_report_on_a_machine_without_cuda():
+def test_backend_report_on_a_machine_without_cuda(no_cuda):
     from kardia.models import backend_report
 
     report = backend_report()
@@ -318,12 +320,12 @@ def test_a_bad_dtype_raises():
         _dtype({"dtype": "fp8"})
 
 
-def test_mixed_precision_follows_the_hardware_and_keeps_the_weights(monkeypatch):
+def test_mixed_precision_follows_the_hardware_and_keeps_the_weights(monkeypatch, no_cuda):
     import torch
 
     from kardia import models
     from kardia.models import create_policy
-    from kardia.training import _device_args
+    from kardia.training.arguments import device_args as _device_args
 
     tiny = {"backbone": "tiny", "tiny": {"vocab_size": 600, "hidden_size": 32, "num_layers": 2,
                                          "num_heads": 2, "num_kv_heads": 1, "intermediate_size": 64}}  # fmt: skip
@@ -353,3 +355,52 @@ def test_native_bf16_reads_the_cpu_capability(monkeypatch):
     assert native_bf16() is False
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True, raising=False)
     assert native_bf16() is True
+
+
+def test_a_policy_loaded_for_generation_goes_to_the_gpu_when_there_is_one(monkeypatch):
+    # models load on the CPU and hf_generate follows model.device: without the move, checkpoint
+    # scoring and the raw backbone would generate on the CPU of a GPU machine
+    import torch
+
+    from kardia.models import for_generation
+
+    class Model(torch.nn.Linear):
+        device = torch.device("cpu")
+
+        def to(self, *args, **kwargs):
+            self.moved = args
+            return self
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert for_generation(Model(2, 2), {"mixed_precision": "no"}).moved == ("cuda",)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert not hasattr(for_generation(Model(2, 2), {"mixed_precision": "no"}), "moved")
+
+
+def test_the_backend_is_what_loaded_the_model_not_what_the_machine_prefers(monkeypatch):
+    from kardia.models import BACKEND_ATTR, create_policy, loaded_backend, training_backend
+
+    monkeypatch.setenv("KARDIA_TRAINING_BACKEND", "unsloth")  # as a GPU machine with Unsloth answers
+    assert training_backend() == "unsloth"
+    tiny = {"backbone": "tiny", "tiny": {"vocab_size": 600, "hidden_size": 32, "num_layers": 1,
+                                         "num_heads": 2, "num_kv_heads": 1, "intermediate_size": 64}}  # fmt: skip
+    model, _ = create_policy(tiny, corpus=CORPUS, seed=0)  # Unsloth never loads a tiny policy
+    assert loaded_backend(model) == "transformers"
+    setattr(model, BACKEND_ATTR, "unsloth")  # what load_backbone marks on Unsloth's models
+    assert loaded_backend(model) == "unsloth"
+
+
+def test_one_gpu_memory_knob_for_every_vllm_engine(monkeypatch):
+    from kardia import generation
+    from kardia.models import gpu_memory_utilization
+
+    assert gpu_memory_utilization({}) == 0.3 and gpu_memory_utilization({"gpu_memory_utilization": 0.5}) == 0.5
+    with pytest.raises(ValueError, match="gpu_memory_utilization must be in"):
+        gpu_memory_utilization({"gpu_memory_utilization": 1.5})
+    seen = {}
+    monkeypatch.setattr(generation, "vllm_generate", lambda path, prompts, **kw: seen.update(kw) or ["r"])
+    assert generation.generate_from("models/x", {"gpu_memory_utilization": 0.42}, [[]], max_new_tokens=4,
+                                    backend="vllm") == ["r"]  # fmt: skip
+    assert seen["gpu_memory_utilization"] == 0.42
+    params = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
+    assert "gpu_memory_utilization" in params["policy"] and "vllm_gpu_memory_utilization" not in params["grpo"]

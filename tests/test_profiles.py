@@ -118,3 +118,17 @@ def test_the_ablations_change_one_thing_each():
                            ["--temp"])  # fmt: skip
     assert cmd == ["dvc", "exp", "run", "-n", "ablation-no-rubric", "-S", "rewards.rubric=0",
                    "--temp"]  # fmt: skip
+
+
+def test_every_profile_gives_training_sections_the_entry_points_accept():
+    import yaml
+
+    from kardia.profiles import load_profile, merge
+    from kardia.training import grpo, sft
+
+    root = Path(__file__).resolve().parents[1]
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    for profile in sorted((root / "configs/profiles").glob("*.yaml")):
+        p = merge(params, load_profile(profile.stem, root / "configs/profiles"))
+        assert sft.run_config(p["sft"], policy=p["policy"], seed=0)["sft"] == p["sft"]
+        grpo.run_config(p["grpo"], policy=p["policy"], judge=p["judge"], rewards=p["rewards"], seed=0)

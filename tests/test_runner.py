@@ -46,6 +46,28 @@ def test_stage_sections_are_not_passed_as_top_level_values():
         resolve_parameters("build_data", {"grpo": {}, "build_data": {}}, ["grpo"])
 
 
+def test_a_parameter_named_for_the_stage_takes_its_section_whole():
+    params = {"seed": 1, "policy": {"b": 1}, "sft": {"lr": 2, "anything": 3}}
+    assert resolve_parameters("sft", params, ["seed", "policy", "sft"]) == {
+        "seed": 1, "policy": {"b": 1}, "sft": {"lr": 2, "anything": 3}}  # fmt: skip
+    with pytest.raises(StageParamsError, match="declares sft"):
+        resolve_parameters("sft", {"seed": 1}, ["seed", "sft"])
+    for stage in ("sft", "grpo"):  # the training notebooks take theirs whole
+        values = resolve_parameters(stage, yaml.safe_load(open("params.yaml")),
+                                    declared_parameters(notebook_for(stage)))  # fmt: skip
+        assert values[stage] == yaml.safe_load(open("params.yaml"))[stage]
+
+
+def test_imports_of_a_subpackage_name_its_module_and_its_init(tmp_path):
+    from pathlib import Path
+
+    from kardia.runner import kardia_imports
+
+    package = Path("kardia").resolve()
+    found = kardia_imports("from kardia.training.sft import run_sft\nfrom kardia import prompts", package)
+    assert found == {"kardia/training/__init__.py", "kardia/training/sft.py", "kardia/prompts.py"}
+
+
 def test_the_real_notebook_matches_params_yaml():
     params = yaml.safe_load(open("params.yaml"))
     nb = notebook_for("build_data")

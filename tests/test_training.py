@@ -20,31 +20,26 @@ import pytest
 from short_dialogues import splits as short_splits
 from transformers import TrainerCallback
 
-from kardia import training
 from kardia.data import read_splits, write_splits
 from kardia.generation import fold_system
 from kardia.models import POLICY_FILE, SPAN_MARKERS, load_policy, read_policy_info
+from kardia.prompts import prompt_rows, spread, trim_history
 from kardia.rewards import build_rewards, emotion_reward, format_reward
 from kardia.spans import render_spans
-from kardia.training import (
+from kardia.training import arguments, launch, logs
+from kardia.training import checkpoints as runs
+from kardia.training.checkpoints import FINGERPRINT_FILE, checkpoints, fingerprint, prepare_run_dir
+from kardia.training.grpo import run_grpo
+from kardia.training.launch import serve
+from kardia.training.logs import reward_trend, write_log
+from kardia.training.selection import (
     DEV_EVAL_FILE,
-    FINGERPRINT_FILE,
     best_checkpoint,
-    checkpoints,
     export_best,
-    fingerprint,
-    prepare_run_dir,
-    prompt_rows,
     reward_table,
-    reward_trend,
-    run_grpo,
-    run_sft,
     score_checkpoints,
-    serve,
-    spread,
-    trim_history,
-    write_log,
 )
+from kardia.training.sft import run_sft
 
 TINY = {"vocab_size": 600, "hidden_size": 32, "num_layers": 2, "num_heads": 2, "num_kv_heads": 1,
         "intermediate_size": 64, "max_positions": 512}  # fmt: skip
@@ -243,14 +238,14 @@ def test_prepare_run_dir_empties_a_dir_without_a_fingerprint(tmp_path):
 def test_log_history_reads_the_last_checkpoint(tmp_path):
     make_checkpoint(tmp_path, 1)
     make_checkpoint(tmp_path, 3)
-    assert training.log_history(tmp_path) == [{"step": 3}]
-    assert training.log_history(tmp_path / "missing") == []
+    assert logs.log_history(tmp_path) == [{"step": 3}]
+    assert logs.log_history(tmp_path / "missing") == []
 
 
 def test_log_history_skips_a_checkpoint_whose_save_was_interrupted(tmp_path):
     make_checkpoint(tmp_path, 2)
     make_checkpoint(tmp_path, 4, state=False)
-    assert training.log_history(tmp_path) == [{"step": 2}]
+    assert logs.log_history(tmp_path) == [{"step": 2}]
 
 
 # --- SFT --------------------------------------------------------------------------------------
@@ -305,7 +300,7 @@ def test_sft_loss_covers_the_assistant_turn_only(sft_run, turns, tmp_path):
     rows = prompt_rows(turns["train"], difficulty="easy", history_exchanges=0)[:4]
     trainer = SFTTrainer(
         model=model,
-        args=training.sft_args(cfg, str(tmp_path), "transformers"),
+        args=arguments.sft_args(cfg, str(tmp_path)),
         train_dataset=Dataset.from_list(
             [{"prompt": r["prompt"], "completion": r["completion"]} for r in rows]
         ),  # fmt: skip
@@ -365,7 +360,7 @@ def test_grpo_saves_a_checkpoint_per_save_step_and_a_fingerprint(grpo_run):
     for c in checkpoints(run_dir):
         assert (c / "trainer_state.json").exists() and (c / "model.safetensors").exists()
     key = json.loads((run_dir / FINGERPRINT_FILE).read_text())["key"]
-    assert key == training.grpo_run_key(cfg)
+    assert key == runs.grpo_run_key(cfg)
 
 
 def test_grpo_batch_must_be_a_multiple_of_num_generations(data_dir, sft_dir, tmp_path):
@@ -376,15 +371,15 @@ def test_grpo_batch_must_be_a_multiple_of_num_generations(data_dir, sft_dir, tmp
 
 def test_grpo_run_key_follows_the_config_and_the_sft_model(grpo_run, tmp_path):
     cfg, _ = grpo_run
-    key = training.grpo_run_key(cfg)
-    assert training.grpo_run_key(json.loads(json.dumps(cfg))) == key
+    key = runs.grpo_run_key(cfg)
+    assert runs.grpo_run_key(json.loads(json.dumps(cfg))) == key
     other = {**cfg, "grpo": {**cfg["grpo"], "learning_rate": 2e-3}}
-    assert training.grpo_run_key(other) != key
+    assert runs.grpo_run_key(other) != key
     # another SFT model (a new run id) is another starting point
     shutil.copytree(cfg["sft_dir"], tmp_path / "sft")
     info = read_policy_info(tmp_path / "sft")
     (tmp_path / "sft" / POLICY_FILE).write_text(json.dumps({**info, "run_id": "another"}))
-    assert training.grpo_run_key({**cfg, "sft_dir": str(tmp_path / "sft")}) != key
+    assert runs.grpo_run_key({**cfg, "sft_dir": str(tmp_path / "sft")}) != key
 
 
 def test_a_refitted_judge_behind_the_same_path_is_another_run(grpo_run, tmp_path):
@@ -394,16 +389,16 @@ def test_a_refitted_judge_behind_the_same_path_is_another_run(grpo_run, tmp_path
     heads = tmp_path / "minilm.pkl"
     shutil.copy(cfg["judge"]["heads"], heads)
     moved = {**cfg, "judge": {**cfg["judge"], "heads": str(heads)}}
-    before = training.grpo_run_key(moved)
+    before = runs.grpo_run_key(moved)
     heads.write_bytes(heads.read_bytes() + b"refit")
-    assert training.grpo_run_key(moved) != before
-    assert training.judge_key({"kind": "openai", "model": "m"}) is None
+    assert runs.grpo_run_key(moved) != before
+    assert runs.judge_key({"kind": "openai", "model": "m"}) is None
 
 
 def test_grpo_run_key_ignores_the_resume_switch(grpo_run):
     cfg, _ = grpo_run
     toggled = {**cfg, "grpo": {**cfg["grpo"], "resume": False}}
-    assert training.grpo_run_key(toggled) == training.grpo_run_key(cfg)
+    assert runs.grpo_run_key(toggled) == runs.grpo_run_key(cfg)
 
 
 class Crash(Exception):
@@ -719,39 +714,39 @@ def test_serve_times_out_on_a_server_that_never_answers(tmp_path):
     assert not Path(f"/proc/{pid}").exists()  # terminated and reaped, not left running
 
 
-def test_rollout_server_is_a_no_op_without_cuda():
+def test_rollout_server_is_a_no_op_without_cuda(no_cuda):
     cfg = {"sft_dir": "models/sft",
            "grpo": {"vllm_mode": "server", "vllm_server_gpus": "0"}}  # fmt: skip
-    with training.rollout_server(cfg) as proc:
+    with launch.rollout_server(cfg) as proc:
         assert proc is None
-    with training.rollout_server({"grpo": {}}) as proc:
+    with launch.rollout_server({"grpo": {}}) as proc:
         assert proc is None
 
 
 def test_launch_with_one_process_runs_in_this_process(monkeypatch):
     seen = []
-    monkeypatch.setitem(training.RUNNERS, "sft", lambda cfg: seen.append(cfg) or {"ok": 1})
+    monkeypatch.setitem(launch.RUNNERS, "sft", lambda cfg: seen.append(cfg) or {"ok": 1})
     cfg = {"launch": {"num_processes": 1}, "x": 1}
-    assert training.launch("sft", cfg) == {"ok": 1}
-    assert training.launch("sft", {"x": 2}) == {"ok": 1}  # no launch section: one process
+    assert launch.launch("sft", cfg) == {"ok": 1}
+    assert launch.launch("sft", {"x": 2}) == {"ok": 1}  # no launch section: one process
     assert seen == [cfg, {"x": 2}]
 
 
 @pytest.mark.parametrize("argv", [[], ["sft"], ["train", "cfg.json"], ["sft", "a", "b", "c"]])
 def test_main_with_bad_arguments_returns_2(argv, capsys):
-    assert training.main(argv) == 2
+    assert launch.main(argv) == 2
     assert "python -m kardia.training" in capsys.readouterr().err
 
 
 def test_main_runs_the_stage_and_writes_the_summary_on_rank_0(monkeypatch, tmp_path):
-    monkeypatch.setitem(training.RUNNERS, "grpo", lambda cfg: {"got": cfg, "path": tmp_path})
+    monkeypatch.setitem(launch.RUNNERS, "grpo", lambda cfg: {"got": cfg, "path": tmp_path})
     (tmp_path / "cfg.json").write_text(json.dumps({"seed": 3}))
     monkeypatch.delenv("RANK", raising=False)
-    assert training.main(["grpo", str(tmp_path / "cfg.json"), str(tmp_path / "s.json")]) == 0
+    assert launch.main(["grpo", str(tmp_path / "cfg.json"), str(tmp_path / "s.json")]) == 0
     assert json.loads((tmp_path / "s.json").read_text()) == \
         {"got": {"seed": 3}, "path": str(tmp_path)}  # fmt: skip
     monkeypatch.setenv("RANK", "1")
-    assert training.main(["grpo", str(tmp_path / "cfg.json"), str(tmp_path / "s1.json")]) == 0
+    assert launch.main(["grpo", str(tmp_path / "cfg.json"), str(tmp_path / "s1.json")]) == 0
     assert not (tmp_path / "s1.json").exists()
 
 
@@ -762,7 +757,7 @@ def test_python_m_kardia_training_with_no_arguments_exits_2():
 
 
 def test_compact_prompt_style_rebuilds_the_system_message_from_the_turn():
-    from kardia.training import prompt_args, prompt_rows
+    from kardia.prompts import prompt_args, prompt_rows
 
     turn = {"prompt": [{"role": "system", "content": "a long stored system message"},
                        {"role": "user", "content": "hi"}, {"role": "assistant", "content": "a"},
@@ -781,8 +776,64 @@ def test_compact_prompt_style_rebuilds_the_system_message_from_the_turn():
 
 
 def test_machine_info_names_the_device_the_step_times_came_from():
-    from kardia.training import machine_info
+    from kardia.training.logs import machine_info
 
     info = machine_info({"mixed_precision": "no"})
     assert info["device"] and isinstance(info["device"], str) and info["cores"] >= 1
     assert info["bf16"] is False
+
+
+@pytest.mark.parametrize("stage", ["sft", "grpo"])
+def test_trainer_args_are_built_before_the_model_loads(stage, data_dir, sft_dir, tmp_path, monkeypatch):
+    # DeepSpeed ZeRO-3 partitions weights at load time only when the TrainingArguments exist then
+    from kardia.training import grpo as grpo_module
+    from kardia.training import sft as sft_module
+
+    module = sft_module if stage == "sft" else grpo_module
+    build, load = ("sft_args", "create_policy") if stage == "sft" else ("grpo_args", "load_policy")
+    order = []
+    real = getattr(module, build)
+    monkeypatch.setattr(module, build, lambda *a, **k: order.append("args") or real(*a, **k))
+
+    def no_model(*a, **k):
+        order.append("model")
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(module, load, no_model)
+    cfg = (sft_config(data_dir, tmp_path) if stage == "sft" else grpo_config(data_dir, sft_dir, tmp_path / "run"))
+    with pytest.raises(RuntimeError, match="stop here"):
+        getattr(module, f"run_{stage}")(cfg)
+    assert order == ["args", "model"]
+
+
+def test_run_configs_take_the_params_sections_whole_and_refuse_unknown_keys():
+    import yaml
+
+    from kardia.training import grpo as grpo_module
+    from kardia.training import sft as sft_module
+
+    params = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
+    cfg = sft_module.run_config(params["sft"], policy=params["policy"], seed=3)
+    assert cfg["sft"]["learning_rate"] == params["sft"]["learning_rate"] and cfg["seed"] == 3
+    assert cfg["out_dir"] == params["sft"]["out_dir"] and cfg["launch"] == params["sft"]["launch"]
+    cfg = grpo_module.run_config(params["grpo"], policy=params["policy"], judge=params["judge"],
+                                 rewards=params["rewards"], seed=0)  # fmt: skip
+    assert cfg["grpo"]["rewards"] == params["rewards"] and cfg["sft_dir"] == params["grpo"]["sft_dir"]
+    with pytest.raises(ValueError, match=r"unknown key\(s\) sft.\{lerning_rate\}"):
+        sft_module.run_config({**params["sft"], "lerning_rate": 1.0}, policy={}, seed=0)
+    with pytest.raises(ValueError, match="grpo.{vllm_gpu_memory_utilization}"):
+        grpo_module.run_config({**params["grpo"], "vllm_gpu_memory_utilization": 0.3}, policy={}, judge={},
+                               rewards={}, seed=0)  # fmt: skip
+
+
+def test_launch_on_a_cpu_machine_asks_accelerate_for_processes(monkeypatch, tmp_path, no_cuda):
+    # without a config file accelerate starts several ranks only with --multi_gpu (torchrun);
+    # on CPU they then join a gloo group (tests/test_training_multiprocess.py runs it for real)
+    ran = []
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(launch.subprocess, "run", lambda cmd, **kw: ran.append(cmd))
+    (tmp_path / ".cache/grpo_launch").mkdir(parents=True)
+    (tmp_path / ".cache/grpo_launch/summary.json").write_text("{}")
+    launch.launch("grpo", {"launch": {"num_processes": 2}})
+    assert ran[0][ran[0].index("--num_processes") + 1] == "2" and "--multi_gpu" in ran[0]
+    assert ran[0][-4:-2] == ["kardia.training", "grpo"]

@@ -1,0 +1,93 @@
+"""Prompts as every stage shapes them: the history budget, the system message's style, the rows
+training, dev checks and evaluation read (one shaping, so every system sees the same prompts)."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable, Sequence
+
+from kardia.build import PROMPT_STYLES, system_prompt
+from kardia.data import read_splits
+from kardia.generation import fold_system, supports_system_role
+
+
+def trim_history(messages: Sequence[dict], history_exchanges: int | None) -> list[dict]:
+    """Keep the system message, the last user turn and at most ``history_exchanges`` earlier
+    user/assistant exchanges before it (``None``: the whole dialogue)."""
+    messages = list(messages)
+    if history_exchanges is None:
+        return messages
+    if history_exchanges < 0:
+        raise ValueError(f"history_exchanges must be >= 0 or null, got {history_exchanges}")
+    head = messages[:1] if messages and messages[0].get("role") == "system" else []
+    body = messages[len(head) :]
+    return head + body[-(2 * history_exchanges + 1) :]
+
+def prompt_args(policy: dict) -> dict:
+    """How ``policy`` shapes a prompt: the keyword arguments of ``prompt_rows`` it sets (the same
+    for training, dev checks and evaluation, so every system sees the same prompts)."""
+    return {"history_exchanges": policy.get("history_exchanges"),
+            "prompt_style": policy.get("prompt_style", "full")}  # fmt: skip
+
+def shape_prompt(turn: dict, history_exchanges: int | None, prompt_style: str = "full"):
+    """A turn's prompt trimmed to the history budget, its system message in ``prompt_style``
+    (rebuilt from the turn's ``person`` and ``situation``; ``full`` keeps the stored one)."""
+    if prompt_style not in PROMPT_STYLES:
+        raise ValueError(f"policy.prompt_style must be one of {PROMPT_STYLES}, got {prompt_style!r}")
+    prompt = trim_history(turn["prompt"], history_exchanges)
+    if prompt_style != "full" and prompt and prompt[0].get("role") == "system":
+        content = system_prompt(str(turn.get("person") or ""), str(turn.get("situation") or ""),
+                                prompt_style)  # fmt: skip
+        prompt = [{"role": "system", "content": content}, *prompt[1:]]
+    return prompt
+
+def prompt_rows(
+    turns: Iterable[dict],
+    *,
+    difficulty: str | None = None,
+    history_exchanges: int | None = None,
+    prompt_style: str = "full",
+    system_role: bool = True,
+    limit: int | None = None,
+) -> list[dict]:
+    """Turn rows (``data/built/turns/<split>.jsonl``) shaped for training: the prompt trimmed to
+    the history budget with its system message in ``prompt_style`` (and folded into the first
+    user turn for templates without a system role), the gold completion, and the columns the
+    rewards read."""
+    rows = []
+    for t in turns:
+        if difficulty is not None and t.get("difficulty") != difficulty:
+            continue
+        prompt = shape_prompt(t, history_exchanges, prompt_style)
+        rows.append(
+            {
+                "prompt": prompt if system_role else fold_system(prompt),
+                "completion": t["completion"],
+                "emotion": t["emotion"],
+                "person": t["person"],
+                "situation": t["situation"],
+            }
+        )
+        if limit is not None and len(rows) >= limit:
+            break
+    return rows
+
+def spread(rows: Sequence[dict], n: int | None, seed: int) -> list[dict]:
+    """A seeded sample of ``n`` rows (all when ``n`` is None or covers them), in input order."""
+    if n is None or n >= len(rows):
+        return list(rows)
+    keep = sorted(random.Random(seed).sample(range(len(rows)), n))
+    return [rows[i] for i in keep]
+
+
+def train_rows(data_dir: str, policy: dict, tokenizer, difficulty: str) -> list[dict]:
+    """The train turns of one difficulty (SFT: easy, GRPO: hard), shaped for the tokenizer."""
+    rows = prompt_rows(
+        read_splits(data_dir, "turns")["train"],
+        difficulty=difficulty,
+        system_role=supports_system_role(tokenizer),
+        **prompt_args(policy),
+    )
+    if not rows:
+        raise ValueError(f"no {difficulty} train turns in {data_dir}: run build_data first")
+    return rows

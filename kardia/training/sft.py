@@ -1,0 +1,123 @@
+"""SFT on the easy train turns (loss on the assistant turn only), as TRL's ``sft.py`` reads:
+config → model → data → trainer → train → save.
+
+    cfg = run_config(params["sft"], policy=params["policy"], seed=params["train_seed"])
+    summary = run_sft(cfg)    # or kardia.training.launch.launch("sft", cfg) for several processes
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from kardia.data import read_splits
+from kardia.generation import free_accelerator_memory
+from kardia.models import (
+    POLICY_FILE,
+    count_parameters,
+    create_policy,
+    dialogue_texts,
+    loaded_backend,
+    save_policy,
+    training_backend,
+)
+from kardia.prompts import spread, train_rows
+from kardia.training.arguments import sft_args
+from kardia.training.logs import log_history, machine_info, step_printer
+
+# the keys of params.yaml's sft section (a typo must not silently fall back to a default)
+SECTION_KEYS = frozenset({
+    "launch", "epochs", "max_steps", "learning_rate", "batch_size", "gradient_accumulation_steps",
+    "lr_scheduler", "warmup_steps", "weight_decay", "gradient_checkpointing", "sampling",
+    "eval_prompts", "max_new_tokens", "data_dir", "out_dir",
+})  # fmt: skip
+
+
+def check_section(name: str, section: Mapping, known: frozenset[str]) -> dict:
+    unknown = sorted(set(section) - known)
+    if unknown:
+        raise ValueError(f"params.yaml: unknown key(s) {name}.{{{', '.join(unknown)}}}; "
+                         f"known: {', '.join(sorted(known))}")  # fmt: skip
+    return dict(section)
+
+
+def run_config(section: Mapping, *, policy: dict, seed: int, work_dir: str = ".cache/sft_run") -> dict:
+    """The config ``run_sft`` takes, from params.yaml's ``sft`` section as one dict."""
+    sft = check_section("sft", section, SECTION_KEYS)
+    return {"seed": seed, "policy": policy, "launch": sft.get("launch"), "data_dir": sft["data_dir"],
+            "out_dir": sft["out_dir"], "work_dir": work_dir, "sft": sft}  # fmt: skip
+
+
+def run_sft(cfg: dict, callbacks: Sequence = ()) -> dict:
+    """Train the SFT policy on the easy train turns and save it to ``cfg['out_dir']``."""
+    preferred = training_backend()  # on CUDA this imports Unsloth, which must precede trl
+    import torch
+    from datasets import Dataset
+    from trl import SFTTrainer
+
+    seed, policy, sft = cfg["seed"], cfg["policy"], cfg["sft"]
+    torch.manual_seed(seed)
+    args = sft_args(cfg, str(cfg.get("work_dir", ".cache/sft_run")))  # before the model (ZeRO-3)
+    dialogues = read_splits(cfg["data_dir"], "dialogues")["train"]
+    model, tokenizer = create_policy(policy, corpus=dialogue_texts(dialogues), seed=seed, backend=preferred)
+    backend = loaded_backend(model)
+    rows = train_rows(cfg["data_dir"], policy, tokenizer, "easy")
+    if sft.get("max_steps"):  # tokenise only the turns the steps will see (a seeded sample)
+        rows = spread(rows, int(sft["max_steps"]) * int(sft["batch_size"])
+                      * int(sft.get("gradient_accumulation_steps", 1)), seed)  # fmt: skip
+    dataset = Dataset.from_list([{"prompt": r["prompt"], "completion": r["completion"]}
+                                 for r in rows])  # fmt: skip
+    trainer = SFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        callbacks=[step_printer("sft"), *callbacks],
+    )
+    if len(trainer.train_dataset) == 0:  # TRL drops examples whose reply max_length cuts off
+        raise ValueError(
+            f"no SFT example left after tokenising: policy.max_seq_length "
+            f"({policy.get('max_seq_length')}) cuts off every reply; raise it or lower "
+            "policy.history_exchanges"
+        )
+    start = time.perf_counter()
+    result = trainer.train()
+    seconds = time.perf_counter() - start
+    info = {
+        "stage": "sft",
+        "run_id": uuid.uuid4().hex,
+        "backbone": policy["backbone"],
+        "tokenizer": "tiny" if policy["backbone"] == "tiny" else "auto",
+        "finetune": policy.get("finetune", "full"),
+        "backend": backend,
+    }
+    processes = trainer.accelerator.num_processes
+    if processes > 1:
+        # every rank takes part (DeepSpeed gathers ZeRO-3 shards; the Trainer writes once, on the
+        # main process); launch() merges afterwards, in one process
+        raw = Path(cfg["out_dir"]).with_name(Path(cfg["out_dir"]).name + ".unmerged")
+        trainer.save_model(str(raw))
+        if trainer.accelerator.is_main_process:
+            tokenizer.save_pretrained(str(raw))
+            (raw / POLICY_FILE).write_text(json.dumps(info, indent=1) + "\n")
+        trainer.accelerator.wait_for_everyone()
+    else:
+        save_policy(trainer.model, tokenizer, cfg["out_dir"], info)
+    summary = {
+        **info,
+        "processes": processes,
+        "train_turns": len(trainer.train_dataset),
+        "steps": result.global_step,
+        "train_loss": result.training_loss,
+        "seconds": round(seconds, 2),
+        "seconds_per_step": round(seconds / max(result.global_step, 1), 4),
+        "machine": machine_info(policy),
+        **count_parameters(trainer.model),
+        "log_history": log_history(trainer),
+    }
+    del trainer, model
+    free_accelerator_memory()  # the dev check (vLLM) runs next in the same kernel
+    return summary
