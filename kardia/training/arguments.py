@@ -24,6 +24,23 @@ def device_args(policy: dict) -> dict:
     return {"bf16": bf16} if torch.cuda.is_available() else {"use_cpu": True, "bf16": bf16}
 
 
+# the keys of a training section that common_args reads, and those both stages' notebooks read
+COMMON_KEYS = frozenset({
+    "epochs", "max_steps", "learning_rate", "batch_size", "gradient_accumulation_steps", "lr_scheduler",
+    "warmup_steps", "weight_decay", "gradient_checkpointing", "launch", "max_new_tokens", "data_dir", "out_dir",
+})  # fmt: skip
+
+
+def check_section(name: str, section: dict, known: frozenset[str]) -> dict:
+    """``section`` as a dict, or a clear error naming the keys no code reads (a typo must not
+    silently fall back to a default)."""
+    unknown = sorted(set(section) - known)
+    if unknown:
+        raise ValueError(f"params.yaml: unknown key(s) {name}.{{{', '.join(unknown)}}}; "
+                         f"known: {', '.join(sorted(known))}")  # fmt: skip
+    return dict(section)
+
+
 def common_args(section: dict, out_dir: str, seed: int) -> dict:
     return {
         "output_dir": out_dir,

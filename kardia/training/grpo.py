@@ -28,7 +28,7 @@ from kardia.models import (
 )
 from kardia.prompts import train_rows
 from kardia.rewards import build_rewards
-from kardia.training.arguments import grpo_args
+from kardia.training.arguments import COMMON_KEYS, check_section, grpo_args
 from kardia.training.checkpoints import (
     allow_cpu_rank_locations,
     grpo_run_key,
@@ -36,15 +36,12 @@ from kardia.training.checkpoints import (
     step_of,
 )
 from kardia.training.logs import log_history, machine_info, step_printer
-from kardia.training.sft import check_section
 
-SECTION_KEYS = frozenset({
-    "launch", "epochs", "max_steps", "learning_rate", "batch_size", "gradient_accumulation_steps",
-    "num_generations", "max_completion_length", "temperature", "beta", "loss_type", "lr_scheduler",
-    "warmup_steps", "weight_decay", "gradient_checkpointing", "save_steps", "checkpoint_dir",
-    "resume", "dev_prompts", "max_new_tokens", "vllm_mode", "vllm_server_base_url",
-    "vllm_server_gpus", "data_dir", "sft_dir", "out_dir",
-})  # fmt: skip
+SECTION_KEYS = COMMON_KEYS | {  # params.yaml's grpo section
+    "num_generations", "max_completion_length", "temperature", "beta", "loss_type", "save_steps",
+    "checkpoint_dir", "resume", "dev_prompts", "vllm_mode", "vllm_server_base_url", "vllm_server_gpus",
+    "sft_dir",
+}  # fmt: skip
 
 
 def run_config(section: Mapping, *, policy: dict, judge: dict, rewards: dict, seed: int) -> dict:

@@ -25,23 +25,10 @@ from kardia.models import (
     training_backend,
 )
 from kardia.prompts import spread, train_rows
-from kardia.training.arguments import sft_args
+from kardia.training.arguments import COMMON_KEYS, check_section, sft_args
 from kardia.training.logs import log_history, machine_info, step_printer
 
-# the keys of params.yaml's sft section (a typo must not silently fall back to a default)
-SECTION_KEYS = frozenset({
-    "launch", "epochs", "max_steps", "learning_rate", "batch_size", "gradient_accumulation_steps",
-    "lr_scheduler", "warmup_steps", "weight_decay", "gradient_checkpointing", "sampling",
-    "eval_prompts", "max_new_tokens", "data_dir", "out_dir",
-})  # fmt: skip
-
-
-def check_section(name: str, section: Mapping, known: frozenset[str]) -> dict:
-    unknown = sorted(set(section) - known)
-    if unknown:
-        raise ValueError(f"params.yaml: unknown key(s) {name}.{{{', '.join(unknown)}}}; "
-                         f"known: {', '.join(sorted(known))}")  # fmt: skip
-    return dict(section)
+SECTION_KEYS = COMMON_KEYS | {"sampling", "eval_prompts"}  # params.yaml's sft section
 
 
 def run_config(section: Mapping, *, policy: dict, seed: int, work_dir: str = ".cache/sft_run") -> dict:
