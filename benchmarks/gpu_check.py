@@ -67,7 +67,7 @@ def check(dry_run: bool, steps: int, work: Path) -> dict:
         folder = build_backbone(kind, TOY if dry_run else sizes, tokenizer, work / name, seed=0)
         policy = {"backbone": str(folder), "finetune": "full" if dry_run else "lora", "span_tokens": "added",
                   "dtype": "float32", "mixed_precision": "bf16" if cuda else "no", "max_seq_length": 256,
-                  "history_exchanges": 0, "gpu_memory_utilization": 0.3}  # fmt: skip
+                  "history_exchanges": 0}  # fmt: skip
         sft = {"seed": 0, "policy": policy, "data_dir": str(work / "data"), "out_dir": str(work / f"{name}-sft"),
                "work_dir": str(work / f"{name}-sft-work"),
                "sft": {"learning_rate": 1e-4, "batch_size": 8, "max_steps": steps, "warmup_steps": 0}}  # fmt: skip

@@ -31,11 +31,15 @@ TWO = {"num_processes": 2, "config_file": None, "gpus": None}
 def work(tmp_path_factory):
     """A working directory of its own: ``launch`` writes ``.cache/<stage>_launch`` there."""
     path = tmp_path_factory.mktemp("two_processes")
-    before = Path.cwd()
+    before, threads = Path.cwd(), os.environ.get("OMP_NUM_THREADS")
     os.chdir(path)
     os.environ["OMP_NUM_THREADS"] = "1"  # two ranks on two cores
     yield path
     os.chdir(before)
+    if threads is None:
+        os.environ.pop("OMP_NUM_THREADS")
+    else:
+        os.environ["OMP_NUM_THREADS"] = threads
 
 
 def sft_cfg(data_dir: Path, root: Path) -> dict:

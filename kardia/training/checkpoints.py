@@ -40,6 +40,9 @@ def process_state():
     return PartialState(cpu=not torch.cuda.is_available())
 
 
+_CPU_RANKS_REGISTERED: list[bool] = []  # registered once per process
+
+
 def _cpu_rank_deserialize(obj, location: str):
     return obj if location.startswith("cpu:") and location[4:].isdigit() else None
 
@@ -52,8 +55,9 @@ def allow_cpu_rank_locations() -> None:
     hook, idempotent, and a no-op for every other location."""
     import torch.serialization as serialization
 
-    if _cpu_rank_deserialize not in [d for _, _, d in serialization._package_registry]:
+    if not _CPU_RANKS_REGISTERED:
         serialization.register_package(99, lambda obj: None, _cpu_rank_deserialize)
+        _CPU_RANKS_REGISTERED.append(True)
 
 
 def prepare_run_dir(run_dir: str | Path, key: str, *, fresh: bool = False) -> Path | None:

@@ -28,10 +28,11 @@ from kardia.prompts import spread, train_rows
 from kardia.training.arguments import COMMON_KEYS, check_section, sft_args
 from kardia.training.logs import log_history, machine_info, step_printer
 
+WORK_DIR = ".cache/sft_run"  # the trainer's output_dir (SFT saves no checkpoints; the stage saves the model)
 SECTION_KEYS = COMMON_KEYS | {"sampling", "eval_prompts"}  # params.yaml's sft section
 
 
-def run_config(section: Mapping, *, policy: dict, seed: int, work_dir: str = ".cache/sft_run") -> dict:
+def run_config(section: Mapping, *, policy: dict, seed: int, work_dir: str = WORK_DIR) -> dict:
     """The config ``run_sft`` takes, from params.yaml's ``sft`` section as one dict."""
     sft = check_section("sft", section, SECTION_KEYS)
     return {"seed": seed, "policy": policy, "launch": sft.get("launch"), "data_dir": sft["data_dir"],
@@ -47,7 +48,7 @@ def run_sft(cfg: dict, callbacks: Sequence = ()) -> dict:
 
     seed, policy, sft = cfg["seed"], cfg["policy"], cfg["sft"]
     torch.manual_seed(seed)
-    args = sft_args(cfg, str(cfg.get("work_dir", ".cache/sft_run")))  # before the model (ZeRO-3)
+    args = sft_args(cfg, str(cfg.get("work_dir", WORK_DIR)))  # before the model (ZeRO-3)
     dialogues = read_splits(cfg["data_dir"], "dialogues")["train"]
     model, tokenizer = create_policy(policy, corpus=dialogue_texts(dialogues), seed=seed, backend=preferred)
     backend = loaded_backend(model)
