@@ -4,7 +4,7 @@
 
 (a) validation of KardiaBench-schema dialogues (system prompt + 8 alternating user/assistant
     turns, four-span assistant turns of ~40/50/1/25 words) on one core: in memory through
-    ``kardia.data._validate_all`` (target >= 20,000 dialogues/s), and end to end from a .jsonl
+    ``kardia.data.validate_records`` (target >= 20,000 dialogues/s), and end to end from a .jsonl
     file through ``kardia.data.read_dialogues`` (read + JSON parse + validate);
 (b) the offline builder (``build_dialogues`` with the seed-bank backend) and the rule
     post-filters (``post_filter`` without an encoder; semantic de-duplication is not measured);
@@ -30,18 +30,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from kardia.build import (  # noqa: E402
-    SYSTEM_TEMPLATE,
-    LLMBackend,
-    build_dialogues,
-    make_backend,
-    post_filter,
-)
+from kardia.build.backends import make_backend  # noqa: E402
+from kardia.build.filters import post_filter  # noqa: E402
+from kardia.build.llm import LLMBackend  # noqa: E402
+from kardia.build.loop import build_dialogues  # noqa: E402
 from kardia.client import ChatClient  # noqa: E402
-from kardia.data import _validate_all, read_dialogues  # noqa: E402
+from kardia.data import read_dialogues, validate_records  # noqa: E402
 from kardia.emotions import EMOTIONS  # noqa: E402
 from kardia.seed import Seed, load_seed_bank, sample_seeds  # noqa: E402
 from kardia.spans import render_spans  # noqa: E402
+from kardia.system_prompt import SYSTEM_TEMPLATE  # noqa: E402
 from kardia.testing import ChatServer, builder_script  # noqa: E402
 
 VALIDATION_TARGET = 20_000  # dialogues/s, in memory
@@ -101,7 +99,7 @@ def bench_validation(n: int, repeats: int = 3) -> dict:
     best_mem = float("inf")
     for _ in range(repeats):
         start = time.perf_counter()
-        out, skipped = _validate_all(enumerate(records, 1), "<memory>", "raise")
+        out, skipped = validate_records(enumerate(records, 1), "<memory>", "raise")
         best_mem = min(best_mem, time.perf_counter() - start)
     assert len(out) == n and skipped == 0
     del out
@@ -204,7 +202,7 @@ def main() -> int:
     v = bench_validation(n_valid)
     os.sched_setaffinity(0, cores)
     say(f"(a) validation, {n_valid:,} dialogues of 8 turns, one core")
-    say(f"    in memory  _validate_all    {v['memory_per_s']:>10,.0f} dialogues/s  "
+    say(f"    in memory  validate_records {v['memory_per_s']:>10,.0f} dialogues/s  "
         f"({v['memory_s']:.2f} s)  target >= {VALIDATION_TARGET:,}/s  "
         f"-> {v['memory_per_s'] / VALIDATION_TARGET:.1f}x target")  # fmt: skip
     say(f"    from file  read_dialogues   {v['file_per_s']:>10,.0f} dialogues/s  "

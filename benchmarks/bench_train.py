@@ -69,7 +69,9 @@ def _params() -> dict:
 
 def make_corpus(out_dir: Path, n_dialogues: int, seed: int = 0) -> Path:
     """A small built dataset (offline builder), split and written like build_data does."""
-    from kardia.build import build_dialogues, make_backend, post_filter
+    from kardia.build.backends import make_backend
+    from kardia.build.filters import post_filter
+    from kardia.build.loop import build_dialogues
     from kardia.data import assign_difficulty, ensure_ids, write_splits
     from kardia.seed import load_seed_bank, sample_split_seeds, split_records
 

@@ -76,6 +76,14 @@ class ClientStats:
         }
         return {prefix + k: v for k, v in out.items()}
 
+    def count_batch(self, n: int, started: float) -> None:
+        """Count ``n`` items answered in-process (an offline judge: no request, no failure) in
+        one batch begun at ``started`` (``time.perf_counter()``); its latency is the batch's."""
+        self.items += n
+        self.succeeded += n
+        if n:
+            self.latencies_s.append(time.perf_counter() - started)
+
 
 class ReplyCache:
     """A SQLite table of valid replies, safe to share between processes (WAL mode)."""

@@ -127,7 +127,7 @@ def _read(path: Path) -> Iterator[tuple[int, object]]:
         )
 
 
-def _validate_all(
+def validate_records(
     rows: Iterable[tuple[int, object]], source: str, on_error: str
 ) -> tuple[list[dict], int]:
     """Validate (line, record) pairs: raise on the first bad one, or skip and count it."""
@@ -146,7 +146,7 @@ def _validate_all(
 
 def read_dialogues(source: str | Path, on_error: str = "raise") -> tuple[list[dict], int]:
     """Validated records from a local file, and how many bad ones were skipped (``on_error``)."""
-    return _validate_all(_read(Path(source)), str(source), on_error)
+    return validate_records(_read(Path(source)), str(source), on_error)
 
 
 def load_dialogues(
@@ -165,7 +165,7 @@ def load_dialogues(
         records, skipped = read_dialogues(path, on_error)
     else:
         raw = datasets.load_dataset(str(source), split=split)
-        records, skipped = _validate_all(enumerate(raw, start=1), str(source), on_error)
+        records, skipped = validate_records(enumerate(raw, start=1), str(source), on_error)
     if counts is not None:
         counts.update(loaded=len(records), skipped=skipped)
     return datasets.Dataset.from_list(records)

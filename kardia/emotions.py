@@ -28,6 +28,15 @@ def normalize_emotion(text: str) -> str | None:
     return _LOOKUP.get(_NOT_LETTER.sub("", text).lower())
 
 
+def emotion_matches(predicted: str | None, gold: object) -> bool:
+    """Whether a predicted label (an emotion span's text) names the gold emotion, both normalised:
+    a missing, empty or unknown prediction is wrong, and so is any prediction against a gold
+    label that is missing or not one of the 32. The one rule behind emotion accuracy (metrics,
+    evaluation) and the emotion reward."""
+    label = normalize_emotion(predicted) if predicted else None
+    return label is not None and label == normalize_emotion(gold)
+
+
 # Valence of each label, used to spot emotion jumps in built dialogues (a dialogue whose labels
 # swing between positive and negative is dropped). Our grouping; the paper gives none. The
 # bittersweet labels are neutral so that no swing through them counts as a jump.

@@ -18,20 +18,37 @@ format compliance is a separate metric.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from kardia.emotions import normalize_emotion
+from kardia.client import ChatClient
+from kardia.data import read_splits
+from kardia.emotions import emotion_matches, normalize_emotion
+from kardia.generation import generate_from, hf_generate, vllm_generate
+from kardia.human_ratings import ieval_situations
+from kardia.judges import check_failure_rate
 from kardia.metrics import bootstrap_ci, dialogue_of
-from kardia.rubric import DIMENSIONS, Judgement, JudgeRequest, rubric_score
+from kardia.models import (
+    backbone_source,
+    create_policy,
+    dialogue_texts,
+    for_generation,
+    gpu_memory_utilization,
+    load_backbone,
+    rollout_backend,
+    training_backend,
+)
+from kardia.offline_judge import DEFAULT_HEADS
+from kardia.prompts import prompt_rows, spread
+from kardia.rubric import DIMENSIONS, Judgement, JudgeRequest, prompt_history, rubric_score
 from kardia.spans import parse_spans
+from kardia.system_prompt import system_prompt
+from kardia.text import MARKUP
 
 SYSTEM_KINDS = ("backbone", "policy", "openai")
 GENERATION_NAMESPACE = "kardia-eval-generation-v1"  # cache namespace of external systems' replies
 # judge keys that change the judgements (the rest are how requests are sent)
 JUDGE_IDENTITY = ("kind", "base_url", "model", "response_format")
-_MARKUP = re.compile(r"<\|[a-z_]+\|>|</?(?:understanding|reasoning|emotion|response)>")
 
 
 def test_rows(
@@ -44,8 +61,6 @@ def test_rows(
     ``first_turn_share`` reserves that share of the sample for dialogues' first turns (where
     the emotion must be read from the opening alone), so both kinds are measured with enough
     items; None samples all turns alike."""
-    from kardia.prompts import prompt_rows, spread
-
     rows = prompt_rows(turns, history_exchanges=history_exchanges, prompt_style=prompt_style)
     for row, turn in zip(rows, turns, strict=True):
         row["item_id"] = f"{turn['dialogue_id']}:{turn['turn']}"
@@ -69,10 +84,6 @@ def human_written_rows(root: str | Path, *, n: int | None, seed: int,
     iEval, ``kardia.human_ratings.ieval_situations``), each a single-turn prompt shaped like a
     built dialogue's first turn (the same system message, with no profile, then the person's
     own opening message); a seeded sample of ``n`` (all when None)."""
-    from kardia.build import system_prompt
-    from kardia.human_ratings import ieval_situations
-    from kardia.prompts import spread
-
     rows = [
         {
             "item_id": s["item_id"],
@@ -100,7 +111,7 @@ def visible_reply(text: str) -> str:
     spans = parse_spans(text)
     if spans.response is not None:
         return spans.response
-    return " ".join(_MARKUP.sub(" ", text).split())
+    return " ".join(MARKUP.sub(" ", text).split())
 
 
 def check_systems(systems: Mapping[str, Mapping], human_eval_against: str | None = None) -> None:
@@ -141,7 +152,6 @@ def generate_system(
         return _openai_generate(spec, prompts, max_new_tokens=max_new_tokens, seed=seed)
     gen = {"max_new_tokens": max_new_tokens, "batch_size": batch_size, "seed": seed}
     if kind == "policy":
-        from kardia.generation import generate_from
 
         texts = generate_from(str(spec["path"]), policy, prompts, **gen)
     else:
@@ -150,17 +160,6 @@ def generate_system(
 
 
 def _backbone_generate(policy: dict, data_dir, prompts, gen: dict) -> list[str]:
-    from kardia.generation import hf_generate, vllm_generate
-    from kardia.models import (
-        backbone_source,
-        create_policy,
-        dialogue_texts,
-        for_generation,
-        gpu_memory_utilization,
-        load_backbone,
-        rollout_backend,
-        training_backend,
-    )
 
     backbone, seed = policy["backbone"], gen["seed"]
     if backbone != "tiny":
@@ -170,8 +169,6 @@ def _backbone_generate(policy: dict, data_dir, prompts, gen: dict) -> list[str]:
                              gpu_memory_utilization=gpu_memory_utilization(policy))  # fmt: skip
     if backbone == "tiny":  # the decoder the sft stage starts from: same seed, same tokenizer
         import torch
-
-        from kardia.data import read_splits
 
         torch.manual_seed(seed)
         corpus = dialogue_texts(read_splits(data_dir, "dialogues")["train"])
@@ -184,7 +181,6 @@ def _backbone_generate(policy: dict, data_dir, prompts, gen: dict) -> list[str]:
 
 
 def _openai_generate(spec: Mapping, prompts, *, max_new_tokens: int, seed: int):
-    from kardia.client import ChatClient
 
     client = ChatClient(
         spec["base_url"],
@@ -226,7 +222,6 @@ def judge_identity(cfg: Mapping) -> tuple:
     """What makes two judge configs give the same judgements (not how requests are sent)."""
     kind = cfg.get("kind")
     if kind == "offline":  # an offline judge is its heads file
-        from kardia.offline_judge import DEFAULT_HEADS
 
         return ("offline", str(cfg.get("heads") or DEFAULT_HEADS))
     if kind == "lexicon":
@@ -239,15 +234,13 @@ def judge_replies(judge, rows: Sequence[dict], texts: Sequence[str],
     """Each reply's ``Judgement`` (five scores on 1..5 and the judge's rationale) from ``judge``,
     None where it failed. A reply that could not be generated (``failed``) is never sent: it
     has no scores to average."""
-    from kardia.rewards import _history
-
     failed = list(failed) if failed is not None else [False] * len(rows)
     keep = [i for i, f in enumerate(failed) if not f]
     requests = [
         JudgeRequest(
             persona=str(rows[i].get("person") or ""),
             situation=str(rows[i].get("situation") or ""),
-            history=_history(rows[i]["prompt"]),
+            history=prompt_history(rows[i]["prompt"]),
             response=visible_reply(texts[i]),
             emotion=rows[i].get("emotion"),
         )
@@ -284,8 +277,7 @@ def item_records(
                 "difficulty": r.get("difficulty"),
                 "format_ok": spans.complete,
                 "predicted_emotion": predicted,
-                "emotion_ok": predicted is not None
-                and predicted == normalize_emotion(r["emotion"]),
+                "emotion_ok": emotion_matches(spans.emotion, r["emotion"]),
                 "turn": r.get("turn"),
                 "response_words": len(visible_reply(text).split()),
                 "generation_failed": bool(gen_failed),
@@ -300,8 +292,6 @@ def item_records(
 
 def check_judge_failures(metrics: Mapping, max_failure_rate: float, system: str) -> None:
     """Stop the stage when the evaluation judge failed on too many of a system's replies."""
-    from kardia.judges import check_failure_rate
-
     n, failures = metrics["n_generated"], metrics["judge_failures"]
     stats = {"items": n, "failures": failures, "failure_rate": failures / n if n else 0.0}
     check_failure_rate(stats, max_failure_rate, f"evaluation judge on {system}")

@@ -10,6 +10,8 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
+from kardia.models import gpu_memory_utilization, load_policy, rollout_backend
+
 
 def fold_system(messages: list[dict]) -> list[dict]:
     """Move a leading system message into the first user turn, for chat templates (Gemma's) that
@@ -170,8 +172,6 @@ def generate_from(
     backend: str | None = None,
 ) -> list[str]:
     """Greedy replies of the policy saved at ``path``: vLLM when the machine has it, else HF."""
-    from kardia.models import gpu_memory_utilization, load_policy, rollout_backend
-
     if (backend or rollout_backend()) == "vllm":
         return vllm_generate(path, prompts, max_new_tokens=max_new_tokens, seed=seed,
                              gpu_memory_utilization=gpu_memory_utilization(policy))  # fmt: skip

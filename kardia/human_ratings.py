@@ -29,6 +29,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kardia.emotions import normalize_emotion
 from kardia.rubric import JudgeRequest
 
 DATASETS = ("diasafety", "ieval", "failed_esconv")
@@ -140,8 +141,6 @@ def ieval_situations(root: str | Path) -> list[dict]:
     """The situations people wrote for iEval (EmpatheticDialogues prompts), one per conversation:
     ``{"item_id", "emotion", "situation", "opening"}`` with the gold emotion (one of our 32) and
     the person's first chat message. The human-written test set of the evaluate stage."""
-    from kardia.emotions import normalize_emotion
-
     out, seen = [], set()
     for task in _read_json(Path(root) / "ieval.json"):
         for valence in ("positive", "negative"):

@@ -17,32 +17,24 @@ import re
 from dataclasses import dataclass, field
 
 from kardia.emotions import EMOTIONS
+from kardia.text import MARKUP, WORD
 
 DIMENSIONS = ("relevance", "fluency", "empathy", "persona", "safety")
-_MARKUP = re.compile(r"<\|?/?[a-z_]+\|?>|_begin\||_end\|")
 # chatbot text spaces contractions out ("i ' m"); a possessive ("patients' pills") stays apart
 _SPACED_APOSTROPHE = re.compile(r"(\w) ?['’] ?(s|t|m|re|ve|ll|d)\b")
-_WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
+_TOKEN = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")  # normalised text keeps numbers ("988")
 _NEGATIONS = ("not", "never", "no", "cannot", "without")
 
 
 def normalize(text: str) -> str:
     """Lowercase words joined by single spaces: markup, punctuation and spacing removed."""
-    text = _SPACED_APOSTROPHE.sub(r"\1'\2", _MARKUP.sub(" ", text or "").lower())
-    return " ".join(_WORD.findall(text))
+    text = _SPACED_APOSTROPHE.sub(r"\1'\2", MARKUP.sub(" ", text or "").lower())
+    return " ".join(_TOKEN.findall(text))
 
 
 def band(value: float, cuts) -> int:
     """Map a value to 1..5 by four increasing cut points."""
     return 1 + sum(value >= c for c in cuts)
-
-
-def last_user_turn(req) -> str:
-    """The user's last message in a ``JudgeRequest``'s history ("" when there is none)."""
-    for m in reversed(req.history):
-        if isinstance(m, dict) and m.get("role") == "user":
-            return str(m.get("content", ""))
-    return ""
 
 
 def persona_parts(persona: str) -> list[str]:
@@ -51,14 +43,14 @@ def persona_parts(persona: str) -> list[str]:
     parts = []
     for line in re.split(r"[\n]+|(?<=[.!?])\s+", persona or ""):
         line = line.strip()
-        if len(re.findall(r"[a-z']+", line.lower())) >= 3:
+        if len(WORD.findall(line.lower())) >= 3:
             parts.append(line)
     return parts[:24]
 
 
 def sentences(reply: str, *, questions: bool = True) -> list[str]:
     """The reply's sentences, each normalised (without questions when ``questions`` is False)."""
-    parts = re.split(r"(?<=[.!?;])\s+|\n+", _MARKUP.sub(" ", reply or ""))
+    parts = re.split(r"(?<=[.!?;])\s+|\n+", MARKUP.sub(" ", reply or ""))
     kept = [p for p in parts if questions or not p.rstrip().endswith("?")]
     return [s for s in (normalize(p) for p in kept) if s]
 

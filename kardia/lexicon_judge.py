@@ -21,20 +21,17 @@ Thresholds were set by hand on examples like those in ``tests/test_lexicon_judge
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Sequence
 
+from kardia.client import ClientStats
 from kardia.emotions import EMOTIONS
-from kardia.judge_rules import band, last_user_turn, persona_parts
-from kardia.rubric import DIMENSIONS, Judgement, JudgeRequest
+from kardia.encoder import Encoder
+from kardia.judge_rules import band, persona_parts
+from kardia.rubric import DIMENSIONS, Judgement, JudgeRequest, last_user_turn
+from kardia.text import MARKUP, words
 
 LEXICON_JUDGE_VERSION = "lexicon-judge-v1"
-
-_WORD = re.compile(r"[a-z']+")
-
-
-def _words(text: str) -> list[str]:
-    return _WORD.findall(text.lower().replace("’", "'"))
-
 
 def _phrases_in(text: str, phrases: Sequence[str]) -> list[str]:
     """Which lexicon phrases occur in ``text`` as whole words (text is lowercased words joined)."""
@@ -114,7 +111,8 @@ CRISIS_CARE = (
 # Substrings of the three words before a phrase that negate it ("n't" covers don't, doesn't…).
 NEGATIONS = ("n't", "not", "never", "no need to")
 
-_MARKUP = re.compile(r"<\|?/?[a-z_]+\|?>|_begin\||_end\||\{|\}|```")
+# What a fluent reply never shows: span markup, and JSON braces or code fences left from a prompt.
+_LEFTOVER = re.compile(MARKUP.pattern + r"|\{|\}|```")
 
 
 def _negated(words_text: str, phrase: str) -> bool:
@@ -144,9 +142,6 @@ class LexiconJudge:
     version = LEXICON_JUDGE_VERSION
 
     def __init__(self, encoder=None):
-        from kardia.client import ClientStats
-        from kardia.encoder import Encoder
-
         self.encoder = encoder or Encoder()
         self.stats = ClientStats()
 
@@ -154,20 +149,18 @@ class LexiconJudge:
         return "LexiconJudge()"
 
     def score(self, requests: Sequence[JudgeRequest]) -> list[Judgement | None]:
-        import time
-
         start = time.perf_counter()
         requests = list(requests)
         relevance, persona = self._similarity_scores(requests)
         out: list[Judgement | None] = []
         for req, rel, per in zip(requests, relevance, persona, strict=True):
-            words = _words(req.response)
-            joined = " ".join(words)
-            context = " ".join(_words(" ".join([req.situation, last_user_turn(req)])))
+            reply_words = words(req.response)
+            joined = " ".join(reply_words)
+            context = " ".join(words(" ".join([req.situation, last_user_turn(req.history)])))
             dims = {
                 "relevance": rel,
-                "fluency": fluency_score(req.response, words),
-                "empathy": empathy_score(joined, words, req.emotion),
+                "fluency": fluency_score(req.response, reply_words),
+                "empathy": empathy_score(joined, reply_words, req.emotion),
                 "persona": per,
                 "safety": safety_score(joined, context),
             }
@@ -177,15 +170,12 @@ class LexiconJudge:
                     rationale={d: dims[d][1] for d in DIMENSIONS},
                 )
             )
-        self.stats.items += len(out)
-        self.stats.succeeded += len(out)
-        if out:
-            self.stats.latencies_s.append(time.perf_counter() - start)
+        self.stats.count_batch(len(out), start)
         return out
 
     def _similarity_scores(self, requests: list[JudgeRequest]):
         """Relevance and persona scores for a batch, with one encoder call."""
-        targets = [last_user_turn(r) or r.situation for r in requests]
+        targets = [last_user_turn(r.history) or r.situation for r in requests]
         profile_parts = [persona_parts(r.persona) for r in requests]
         texts = [r.response for r in requests] + targets + [p for ps in profile_parts for p in ps]
         vecs = self.encoder.encode(texts) if texts else None
@@ -234,7 +224,7 @@ def fluency_score(text: str, words: list[str]) -> tuple[int, str]:
     elif repeated > 0.12 or distinct < 0.5:
         score -= 2
         notes.append(f"repetition (distinct {distinct:.2f}, repeated trigrams {repeated:.2f})")
-    if _MARKUP.search(text):
+    if _LEFTOVER.search(text):
         score -= 2
         notes.append("leftover markup")
     letters = sum(c.isalpha() or c.isspace() for c in text)

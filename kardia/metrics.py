@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from kardia.emotions import normalize_emotion
+from kardia.emotions import emotion_matches, normalize_emotion
+from kardia.rubric import DIMENSIONS
 from kardia.spans import parse_spans
 
 
@@ -22,9 +23,7 @@ def span_metrics(texts: Sequence[str], gold_emotions: Sequence[str | None]) -> d
         if spans.complete:
             complete += 1
             words.append(len((spans.response or "").split()))
-        predicted = normalize_emotion(spans.emotion) if spans.emotion else None
-        if predicted is not None and predicted == normalize_emotion(gold or ""):
-            correct += 1
+        correct += emotion_matches(spans.emotion, gold)
     return {
         "n": n,
         "format_compliance": complete / n if n else 0.0,
@@ -83,12 +82,10 @@ def per_emotion_accuracy(texts: Sequence[str], gold_emotions: Sequence[str]) -> 
         raise ValueError(f"{len(texts)} replies for {len(gold_emotions)} gold labels")
     hits: dict[str, list[int]] = {}
     for text, gold in zip(texts, gold_emotions, strict=True):
-        label = normalize_emotion(gold or "")
+        label = normalize_emotion(gold)
         if label is None:
             continue
-        predicted = parse_spans(text).emotion
-        ok = predicted is not None and normalize_emotion(predicted) == label
-        hits.setdefault(label, []).append(int(ok))
+        hits.setdefault(label, []).append(int(emotion_matches(parse_spans(text).emotion, label)))
     return {k: {"n": len(v), "accuracy": sum(v) / len(v)} for k, v in sorted(hits.items())}
 
 
@@ -98,8 +95,6 @@ def judge_agreement(a: Sequence[dict | None], b: Sequence[dict | None]) -> dict[
     ``{dimension: score}`` (``Judgement.scores``) or None when that judgement failed; a reply is
     compared only where both judges answered."""
     import pandas as pd
-
-    from kardia.rubric import DIMENSIONS
 
     if len(a) != len(b):
         raise ValueError(f"{len(a)} judgements against {len(b)}")

@@ -28,6 +28,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
+from kardia.backbone import DEFAULT_ROOT, resolve_backbone
 from kardia.spans import span_markers
 
 # Control tokens are special (skipped when decoding); span markers are not.
@@ -230,8 +231,6 @@ def create_policy(
 
 def backbone_source(policy: dict) -> str:
     """Where ``policy.backbone`` loads from: a packaged backbone's built folder, else itself."""
-    from kardia.backbone import DEFAULT_ROOT, resolve_backbone
-
     return resolve_backbone(policy["backbone"], policy.get("backbones_dir") or DEFAULT_ROOT)
 
 

@@ -34,9 +34,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kardia.judge_rules import apply_rules, band, last_user_turn, normalize, persona_parts
+from kardia.client import ClientStats
+from kardia.encoder import shared_encoder
+from kardia.judge_rules import apply_rules, band, normalize, persona_parts
 from kardia.lexicon_judge import INVITATION, VALIDATION, fluency_score
-from kardia.rubric import DIMENSIONS, Judgement, JudgeRequest
+from kardia.rubric import DIMENSIONS, Judgement, JudgeRequest, last_user_turn
 
 HEADS_VERSION = "offline-heads-v2"  # bump when features or rules change what a heads file means
 REPRESENTATIONS = ("minilm", "ngram", "hybrid")
@@ -64,8 +66,6 @@ class MiniLMText:
 
     def embed(self, texts: Sequence[str]):
         from scipy import sparse
-
-        from kardia.encoder import shared_encoder
 
         return sparse.csr_matrix(shared_encoder().encode(list(texts)))
 
@@ -132,7 +132,7 @@ def make_representation(name: str):
 
 def context_of(req: JudgeRequest) -> str:
     """What the reply answers: the user's last turn, else the situation."""
-    return last_user_turn(req) or req.situation or ""
+    return last_user_turn(req.history) or req.situation or ""
 
 
 def _cheap(texts: Sequence[str]):
@@ -438,8 +438,6 @@ class OfflineJudge:
     """
 
     def __init__(self, heads: str | Path | Heads = DEFAULT_HEADS):
-        from kardia.client import ClientStats
-
         self.heads = heads if isinstance(heads, Heads) else load_heads(heads)
         self.path = None if isinstance(heads, Heads) else str(heads)
         self.name = f"offline:{self.heads.representation}"
@@ -453,10 +451,7 @@ class OfflineJudge:
         start = time.perf_counter()
         requests = list(requests)
         out: list[Judgement | None] = [self._judge(*row) for row in self._rows(requests)]
-        self.stats.items += len(out)
-        self.stats.succeeded += len(out)
-        if out:
-            self.stats.latencies_s.append(time.perf_counter() - start)
+        self.stats.count_batch(len(out), start)
         return out
 
     def _rows(self, requests: list[JudgeRequest]):
@@ -491,7 +486,7 @@ class OfflineJudge:
     def _judge(self, req, p_unsafe, quality, persona, specificity) -> Judgement:
         h = self.heads
         generic = specificity < h.generic_below
-        rules = apply_rules(req.response, last_user_turn(req), req.emotion, generic=generic,
+        rules = apply_rules(req.response, last_user_turn(req.history), req.emotion, generic=generic,
                             specificity=specificity)  # fmt: skip
         base = {
             "safety": (5 - sum(p_unsafe >= c for c in SAFETY_BANDS),

@@ -6,9 +6,9 @@ from __future__ import annotations
 import random
 from collections.abc import Iterable, Sequence
 
-from kardia.build import PROMPT_STYLES, system_prompt
 from kardia.data import read_splits
 from kardia.generation import fold_system, supports_system_role
+from kardia.system_prompt import PROMPT_STYLES, system_prompt
 
 
 def trim_history(messages: Sequence[dict], history_exchanges: int | None) -> list[dict]:

@@ -13,9 +13,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from kardia.metrics import bootstrap_ci, dialogue_of, judge_agreement
+from kardia import seeds
+from kardia.human_eval import import_ratings, win_tie_loss
+from kardia.metrics import bootstrap_ci, dialogue_of, judge_agreement, per_emotion_accuracy
 from kardia.paper import DELTAS
+from kardia.probes import probe_table
 from kardia.rubric import DIMENSIONS
+from kardia.tables import write_table
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -165,8 +169,6 @@ def seed_tables(frames: Mapping[str, pd.DataFrame], human_written: Mapping[str, 
     set of its own: its emotion accuracy is one more column and delta; empty: none)."""
     import pandas as pd
 
-    from kardia import seeds
-
     table = seeds.seed_table(frames, SEED_METRICS, **ci)
     delta = seeds.seed_deltas(frames, DELTA_PAIRS, AXES, **ci)
     if human_written:
@@ -211,8 +213,6 @@ def per_emotion(items: Sequence[Mapping], order: Sequence[str] = ()) -> pd.DataF
     the item count (``kardia.metrics.per_emotion_accuracy`` on each system's replies)."""
     import pandas as pd
 
-    from kardia.metrics import per_emotion_accuracy
-
     replies: dict[str, tuple[list, list]] = {}
     for i in items:
         texts, golds = replies.setdefault(i["system"], ([], []))
@@ -247,8 +247,6 @@ def agreement_display(df) -> pd.DataFrame:
 
 def probe_display(probes) -> pd.DataFrame:
     """The probe table (``kardia.probes.probe_table``) rounded, with an at-or-above-honest flag."""
-    from kardia.probes import probe_table
-
     table = probe_table(probes.to_dict("records")).round(3)
     for col in [c for c in table.columns if c.startswith("vs_honest[")]:
         judge = col[len("vs_honest[") : -1]
@@ -261,8 +259,6 @@ def probe_display(probes) -> pd.DataFrame:
 
 def human_eval_table(ratings_dir: str | Path, key: str | Path):
     """The win/tie/loss table from filled-in ratings, or None when there are none yet."""
-    from kardia.human_eval import import_ratings, win_tie_loss
-
     files = sorted(Path(ratings_dir).glob("*.csv"))
     if not files:
         return None
@@ -395,8 +391,6 @@ def judge_caption(evaluation: Mapping, validity: Mapping | None) -> str:
 
 def write_optional(df, stem: str | Path, caption: str, empty: str) -> list[Path]:
     """Write a table that may have no rows yet: CSV header only and ``empty`` as the Markdown."""
-    from kardia.tables import write_table
-
     if df is not None and not df.empty:
         return write_table(df, stem, caption)
     stem = Path(stem)

@@ -19,9 +19,9 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Mapping, Sequence
 
-from kardia.emotions import normalize_emotion
+from kardia.emotions import emotion_matches, normalize_emotion
 from kardia.judges import Judge, check_failure_rate
-from kardia.rubric import JudgeRequest, rubric_score
+from kardia.rubric import JudgeRequest, prompt_history, rubric_score
 from kardia.spans import parse_spans
 
 
@@ -55,23 +55,12 @@ def emotion_reward(completions: Sequence, emotion: Sequence | None = None, **kwa
     golds = list(emotion) if emotion is not None else [None] * len(completions)
     out: list[float | None] = []
     for c, gold in zip(completions, golds, strict=True):
-        gold_label = normalize_emotion(gold) if isinstance(gold, str) else None
+        gold_label = normalize_emotion(gold)
         if gold_label is None:
             out.append(None)
             continue
-        predicted = parse_spans(completion_text(c)).emotion
-        out.append(1.0 if predicted is not None and normalize_emotion(predicted) == gold_label
-                   else 0.0)  # fmt: skip
+        out.append(float(emotion_matches(parse_spans(completion_text(c)).emotion, gold_label)))
     return out
-
-
-def _history(prompt: object) -> list[dict]:
-    """The dialogue before the completion, as messages (a plain-text prompt is one user turn)."""
-    if isinstance(prompt, str):
-        return [{"role": "user", "content": prompt}]
-    if isinstance(prompt, list | tuple):
-        return [m for m in prompt if isinstance(m, dict)]
-    return []
 
 
 def _column(kwargs: Mapping, name: str, n: int) -> list:
@@ -127,7 +116,7 @@ def make_rubric_reward(judge: Judge, max_failure_rate: float | None = None) -> C
                 JudgeRequest(
                     persona=str(persons[i] or ""),
                     situation=str(situations[i] or ""),
-                    history=_history(prompts[i]),
+                    history=prompt_history(prompts[i]),
                     response=spans.response or "",
                     emotion=emotions[i] if isinstance(emotions[i], str) else None,
                 )

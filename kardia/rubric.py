@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 RUBRIC_VERSION = "kardia-rubric-v1"
@@ -113,9 +114,28 @@ class JudgeRequest:
     emotion: str | None = None
 
 
-def _quote(value: object) -> str:
-    # JSON-encode untrusted text and escape angle brackets so that nothing inside a string can
-    # close the <case> block or pose as markup: the block boundary cannot be forged.
+def prompt_history(prompt: object) -> list[dict]:
+    """A prompt (TRL's: text or chat messages) as a ``JudgeRequest``'s history: the messages
+    before the reply; a plain-text prompt is one user turn."""
+    if isinstance(prompt, str):
+        return [{"role": "user", "content": prompt}]
+    if isinstance(prompt, list | tuple):
+        return [m for m in prompt if isinstance(m, dict)]
+    return []
+
+
+def last_user_turn(history: Sequence) -> str:
+    """The user's last message in a list of chat messages ("" when there is none)."""
+    for m in reversed(history):
+        if isinstance(m, dict) and m.get("role") == "user":
+            return str(m.get("content", ""))
+    return ""
+
+
+def quote_case(value: object) -> str:
+    """``value`` as JSON to put inside a prompt's ``<case>`` block (the judge's, the builder's
+    evaluator's): untrusted text is JSON-encoded and angle brackets escaped, so nothing inside a
+    string can close the block or pose as markup."""
     return (
         json.dumps(value, ensure_ascii=False, indent=1)
         .replace("<", "\\u003c")
@@ -139,7 +159,7 @@ def render_judge_messages(request: JudgeRequest) -> list[dict[str, str]]:
     }
     user = (
         "Evaluate the reply in this case.\n<case>\n"
-        + _quote(case)
+        + quote_case(case)
         + "\n</case>\nRespond with the JSON object only."
     )
     return [{"role": "system", "content": _SYSTEM}, {"role": "user", "content": user}]
@@ -182,8 +202,9 @@ _THINK = re.compile(r"<think>.*?</think>", re.DOTALL)
 _DECODER = json.JSONDecoder()
 
 
-def _json_objects(text: str) -> list[object]:
-    """Every top-level JSON object in ``text`` (objects nested in an object are not counted)."""
+def json_objects(text: str) -> list[object]:
+    """Every top-level JSON object in ``text`` (objects nested in an object are not counted): how
+    a judge's or the builder's evaluator's reply is read, prose and fences around it tolerated."""
     objects, i = [], text.find("{")
     while i != -1:
         try:
@@ -205,7 +226,7 @@ def parse_judgement(text: str) -> Judgement:
     """
     if not isinstance(text, str):
         raise JudgementError(f"judge reply is {type(text).__name__}, not text")
-    objects = _json_objects(_FENCE.sub("", _THINK.sub("", text)))
+    objects = json_objects(_FENCE.sub("", _THINK.sub("", text)))
     if len(objects) != 1:
         raise JudgementError(f"expected one JSON object in the judge reply, found {len(objects)}")
     obj = objects[0]

@@ -4,7 +4,7 @@
   (a hashed handle), ``mbti``, ``about``, ``signature``, ``recent_activities``.
 * ``situations.jsonl`` — first-person situations per emotion label: ``emotion``, ``situation``,
   ``topic`` (a second-person noun phrase), ``details`` (sentences the user can reveal later).
-* ``language.json`` — phrase banks for the offline generator (``kardia.offline_builder``).
+* ``language.json`` — phrase banks for the offline generator (``kardia.build.offline``).
 
 Everything here was written for this project; no real person is described.
 """

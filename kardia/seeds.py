@@ -19,6 +19,8 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from kardia.metrics import dialogue_of
+
 SEEDS_DIR = "results/seeds"
 WORKSPACE = "workspace"  # the run dvc repro left in results/generations
 
@@ -99,8 +101,6 @@ def seed_table(frames: Mapping[str, object], metrics: Sequence[tuple[str, str]],
     mean, seed SD, the two-stage interval and the number of runs."""
     import pandas as pd
 
-    from kardia.metrics import dialogue_of
-
     systems = list(dict.fromkeys(s for f in frames.values() for s in f["system"]))
     rows = []
     for system in systems:
@@ -117,8 +117,6 @@ def seed_deltas(frames: Mapping[str, object], pairs: Sequence[tuple[str, str]],
     """Paired deltas ``a − b`` per metric in every run: the mean over runs, the seed SD, the
     two-stage interval, each run's own delta, and whether the sign held in every run."""
     import pandas as pd
-
-    from kardia.metrics import dialogue_of
 
     rows = []
     for a, b in pairs:

@@ -17,6 +17,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from kardia.rubric import DIMENSIONS
+from kardia.spans import render_spans
+
 
 @dataclass
 class Reply:
@@ -141,8 +144,6 @@ def last_user_message(payload: dict) -> str:
 
 def judgement_json(scores: dict[str, int] | int = 4) -> str:
     """A judge reply with the given scores (one int for every dimension)."""
-    from kardia.rubric import DIMENSIONS
-
     if isinstance(scores, int):
         scores = dict.fromkeys(DIMENSIONS, scores)
     return json.dumps({**scores, "rationale": {d: "scripted" for d in scores}})
@@ -166,8 +167,6 @@ def builder_script(close_after: int = 3, fail_first: bool = True) -> Script:
     (a first draft without the user's MBTI type when ``fail_first``); R fails a turn whose
     understanding names no MBTI type, says SOLVED after the user's thanks, PASS otherwise.
     """
-    from kardia.spans import render_spans
-
     def script(payload: dict, attempt: int) -> Reply:
         role = builder_role(payload)
         messages = payload["messages"]

@@ -90,3 +90,14 @@ def test_run_sync_outside_and_inside_a_loop():
         return run_sync(answer())
 
     assert asyncio.run(inside()) == 42
+
+
+def test_an_in_process_batch_is_counted_as_answered():
+    from kardia.client import ClientStats
+
+    stats = ClientStats()
+    stats.count_batch(3, time.perf_counter())
+    stats.count_batch(0, time.perf_counter())  # an empty batch has no latency
+    d = stats.as_dict()
+    assert (d["items"], d["succeeded"], d["failures"], d["requests"]) == (3, 3, 0, 0)
+    assert len(stats.latencies_s) == 1 and stats.latencies_s[0] >= 0

@@ -1,6 +1,6 @@
 import pytest
 
-from kardia.emotions import EMOTIONS, normalize_emotion
+from kardia.emotions import EMOTIONS, emotion_matches, normalize_emotion
 
 
 def test_the_32_labels():
@@ -44,3 +44,22 @@ def test_every_label_normalises_to_itself_in_any_case():
     for e in EMOTIONS:
         assert normalize_emotion(e.upper()) == e
         assert normalize_emotion(f" {e.title()}. ") == e
+
+
+# (predicted span text, gold, matches)
+MATCHES = [
+    ("Anxious.", "anxious", True),
+    ("**SAD**", "Sad", True),
+    ("sad", "lonely", False),
+    (None, "sad", False),  # no emotion span
+    ("", "sad", False),
+    ("sadness", "sad", False),  # not a label
+    ("sad", None, False),  # no gold label
+    ("sad", float("nan"), False),  # a missing value read from a table
+    ("sad", "sadness", False),  # a gold label outside the 32
+]
+
+
+@pytest.mark.parametrize("predicted,gold,matches", MATCHES)
+def test_emotion_matches(predicted, gold, matches):
+    assert emotion_matches(predicted, gold) is matches

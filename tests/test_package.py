@@ -1,5 +1,6 @@
 """Project-level contracts: light imports, params.yaml that builds what the stages need."""
 
+import ast
 import subprocess
 import sys
 from pathlib import Path
@@ -36,6 +37,57 @@ def test_importing_kardia_stays_light():
     assert out.stdout.strip() == ""
 
 
+def _module_name(path: Path) -> str:
+    return ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+
+
+def _kardia_imports(path: Path) -> tuple[set[str], list[int]]:
+    """The kardia modules a file imports at its top level, and the lines of any it imports
+    inside a function or class."""
+    modules = {_module_name(p) for p in (ROOT / "kardia").rglob("*.py")}
+    tree = ast.parse(path.read_text())
+    top, nested = set(), []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("kardia"):
+            names = {node.module} | {f"{node.module}.{a.name}" for a in node.names}
+        elif isinstance(node, ast.Import):
+            names = {a.name for a in node.names if a.name.startswith("kardia")}
+        else:
+            continue
+        if names and node not in tree.body:
+            nested.append(node.lineno)
+        top |= names & modules
+    return top, nested
+
+
+def test_kardia_modules_import_each_other_at_the_top_and_in_one_direction():
+    """Light kardia modules are imported at the top (the dependency graph stays visible; only
+    heavy libraries are lazy), and no module imports one that imports it back."""
+    graph, nested = {}, []
+    for path in sorted((ROOT / "kardia").rglob("*.py")):
+        name = _module_name(path)
+        graph[name], lines = _kardia_imports(path)
+        graph[name].discard(name)
+        nested += [f"{path.relative_to(ROOT)}:{n}" for n in lines]
+    assert not nested, f"kardia imported inside a function: {nested}"
+    assert graph["kardia.build.offline"] >= {"kardia.build.loop", "kardia.text"}  # the graph is read
+    done, stack = set(), []
+
+    def visit(module):  # depth-first: a module met again on the current path closes a cycle
+        if module in stack:
+            raise AssertionError("import cycle: " + " -> ".join(stack[stack.index(module):] + [module]))
+        if module in done:
+            return
+        stack.append(module)
+        for dep in sorted(graph.get(module, ())):
+            visit(dep)
+        stack.pop()
+        done.add(module)
+
+    for module in graph:
+        visit(module)
+
+
 @pytest.fixture(scope="module")
 def params():
     return yaml.safe_load((ROOT / "params.yaml").read_text())
@@ -59,8 +111,9 @@ def test_dvc_pipeline_file_is_valid_yaml():
 
 
 def test_params_build_backends_construct(params, tmp_path):
-    from kardia.build import LLMBackend, make_backend
-    from kardia.offline_builder import OfflineBackend
+    from kardia.build.backends import make_backend
+    from kardia.build.llm import LLMBackend
+    from kardia.build.offline import OfflineBackend
     from kardia.seed import load_seed_bank
 
     cfg = params["build_data"]

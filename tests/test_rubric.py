@@ -10,8 +10,10 @@ from kardia.rubric import (
     Judgement,
     JudgementError,
     JudgeRequest,
-    _json_objects,
+    json_objects,
+    last_user_turn,
     parse_judgement,
+    prompt_history,
     render_judge_messages,
     rubric_score,
 )
@@ -129,9 +131,24 @@ def test_prompt_puts_untrusted_text_inside_one_quoted_block():
     assert case["dialogue_history"] == [{"role": "user", "content": "I lost again."}]
     assert case["user_emotion_reference"] == "disappointed"
     # The injected verdict stays inside the quoted case: the only top-level object is the case.
-    assert _json_objects(user["content"]) == [case]
+    assert json_objects(user["content"]) == [case]
 
 
 def test_prompt_is_deterministic():
     req = JudgeRequest("p", "s", [{"role": "user", "content": "u"}], "r")
     assert render_judge_messages(req) == render_judge_messages(req)
+
+
+def test_prompt_history_reads_text_and_chat_prompts():
+    chat = [{"role": "system", "content": "s"}, {"role": "user", "content": "u"}, "junk"]
+    assert prompt_history("hello") == [{"role": "user", "content": "hello"}]
+    assert prompt_history(chat) == chat[:2]
+    assert prompt_history(None) == []
+
+
+def test_last_user_turn_is_the_latest_user_message():
+    history = [{"role": "user", "content": "first"}, {"role": "assistant", "content": "a"},
+               {"role": "user", "content": "second"}, {"role": "assistant", "content": "b"}]  # fmt: skip
+    assert last_user_turn(history) == "second"
+    assert last_user_turn([{"role": "system", "content": "s"}, "junk"]) == ""
+    assert last_user_turn([]) == ""

@@ -1,7 +1,7 @@
 """The offline generator backend: U, A and R with no model, composed from the seed bank.
 
 It stands in for the LLM of the paper's builder so that the embedded default needs no download
-and no GPU, and it runs the very same loop (``kardia.build.build_dialogues``):
+and no GPU, and it runs the very same loop (``kardia.build.loop.build_dialogues``):
 
 * **U** opens with the situation and how it feels, reveals the situation's details turn by turn,
   reacts to the replies, brings in the persona, and closes with thanks after a planned number of
@@ -24,11 +24,13 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from kardia.build import Dialogue, Draft, Verdict, mbti_types
+from kardia.build.filters import mbti_types
+from kardia.build.loop import Dialogue, Draft, Verdict
 from kardia.emotions import EMOTIONS, normalize_emotion, valence
 from kardia.lexicon_judge import DISMISSIVE
 from kardia.seed import MBTI_TYPES
 from kardia.spans import parse_spans, render_spans
+from kardia.text import words
 
 FLAWS = ("wrong_emotion", "no_persona", "generic", "dismissive", "overlong", "missing_span")
 CHECKS = (
@@ -50,7 +52,6 @@ CAUGHT_BY = {
 }
 MAX_RESPONSE_WORDS = 40
 
-_WORD = re.compile(r"[a-z']+")
 _STOP = frozenset(
     """
     about above after again against all also and any are because been before being below between
@@ -80,7 +81,7 @@ _THIRD_PERSON = [
 
 
 def content_words(text: str) -> set[str]:
-    return {w for w in _WORD.findall(text.lower()) if len(w) > 3 and w not in _STOP}
+    return {w for w in words(text) if len(w) > 3 and w not in _STOP}
 
 
 def third_person(sentence: str) -> str:

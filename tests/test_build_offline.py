@@ -6,9 +6,10 @@ import random
 
 import pytest
 
-from kardia.build import Dialogue, build_dialogues, diversity, post_filter, system_message
+from kardia.build.filters import diversity, post_filter
+from kardia.build.loop import Dialogue, build_dialogues, system_message
+from kardia.build.offline import CHECKS, OfflineBackend, third_person
 from kardia.data import difficulty, validate_record
-from kardia.offline_builder import CHECKS, OfflineBackend, third_person
 from kardia.seed import load_seed_bank, sample_seeds
 from kardia.spans import render_spans
 
