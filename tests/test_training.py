@@ -837,3 +837,22 @@ def test_launch_on_a_cpu_machine_asks_accelerate_for_processes(monkeypatch, tmp_
     launch.launch("grpo", {"launch": {"num_processes": 2}})
     assert ran[0][ran[0].index("--num_processes") + 1] == "2" and "--multi_gpu" in ran[0]
     assert ran[0][-4:-2] == ["kardia.training", "grpo"]
+
+
+# (policy, TRL loss_type): the chunked loss reads lm_head's weight directly, which PEFT wraps when
+# LoRA trains the span markers' rows (TRL 1.14 failed at the first step, bench_smollm2's lora row)
+SFT_LOSSES = [
+    ({"finetune": "full"}, "chunked_nll"),
+    ({"finetune": "full", "span_tokens": "added"}, "chunked_nll"),
+    ({"finetune": "lora"}, "nll"),
+    ({"finetune": "lora", "span_tokens": "added"}, "nll"),
+    ({"finetune": "qlora", "span_tokens": "added"}, "nll"),
+    ({"finetune": "lora", "span_tokens": "text"}, "chunked_nll"),
+]
+
+
+@pytest.mark.parametrize("policy,loss_type", SFT_LOSSES)
+def test_sft_loss_sees_the_wrapped_output_layer_of_lora_with_added_markers(policy, loss_type, tmp_path):
+    assert arguments.sft_loss_type(policy) == loss_type
+    cfg = {"seed": 0, "policy": policy, "sft": {"max_steps": 1, "batch_size": 2, "learning_rate": 1e-4}}
+    assert arguments.sft_args(cfg, str(tmp_path)).loss_type == loss_type

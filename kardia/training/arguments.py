@@ -61,11 +61,22 @@ def common_args(section: dict, out_dir: str, seed: int) -> dict:
     }
 
 
+def sft_loss_type(policy: dict) -> str:
+    """TRL's SFT loss for ``policy``. Its default, ``chunked_nll``, reads the output layer's weight
+    directly; with LoRA and the span markers as added tokens PEFT wraps that layer (a
+    ``TrainableTokensWrapper``, tied to the embeddings), which the chunked path neither sees
+    through (TRL 1.14: "no attribute 'bias'" at the first step) nor trains (the markers' rows). Those
+    runs take ``nll``: the same loss over full logits. Full fine-tuning keeps the default."""
+    adapted = policy.get("finetune", "full") != "full"
+    return "nll" if adapted and policy.get("span_tokens", "added") == "added" else "chunked_nll"
+
+
 def sft_args(cfg: dict, out_dir: str):
     from trl import SFTConfig
 
     sft = cfg["sft"]
     return SFTConfig(
+        loss_type=sft_loss_type(cfg["policy"]),
         **common_args(sft, out_dir, cfg["seed"]),
         **device_args(cfg["policy"]),
         max_length=int(cfg["policy"].get("max_seq_length", 1024)),
