@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from kardia.rubric import DIMENSIONS
+from kardia.rubric import DIMENSIONS, last_user_turn
 from kardia.spans import render_spans
 
 
@@ -136,10 +136,7 @@ class ChatServer:
 
 def last_user_message(payload: dict) -> str:
     """The content of the last user message of a chat request."""
-    for m in reversed(payload.get("messages") or []):
-        if m.get("role") == "user":
-            return str(m.get("content", ""))
-    return ""
+    return last_user_turn(payload.get("messages") or [])
 
 
 def judgement_json(scores: dict[str, int] | int = 4) -> str:
@@ -191,8 +188,7 @@ def builder_script(close_after: int = 3, fail_first: bool = True) -> Script:
         case = messages[-1]["content"]
         if '"understanding": "The user' in case:
             return Reply(json.dumps({"verdict": "FAIL", "feedback": "name who the user is"}))
-        last_user = [m for m in json.loads(_case_json(case))["dialogue_so_far"]
-                     if m["role"] == "user"][-1]["content"]  # fmt: skip
+        last_user = last_user_turn(json.loads(_case_json(case))["dialogue_so_far"])
         verdict = "SOLVED" if last_user.startswith("Thanks") else "PASS"
         return Reply(json.dumps({"verdict": verdict, "feedback": "fine"}))
 
