@@ -1,6 +1,6 @@
 """How recoverable is the emotion label from what the policy reads? Two classifier baselines.
 
-    .venv/bin/python benchmarks/label_baseline.py [--data-dir data/built] [--model nb|minilm] [--json PATH]
+    .venv/bin/python benchmarks/label_baseline.py [--data-dir data/built] [--model nb|minilm|phrase] [--json PATH]
 
 Fitted on the built train turns (each turn's situation and last user message, as the default
 policy's prompt shows them), each predicts the emotion of the test turns (all, and dialogues'
@@ -8,7 +8,12 @@ first turns) and of iEval's 480 human-written situations:
 
 - ``nb``: a multinomial naive Bayes over unigrams and bigrams (the words);
 - ``minilm``: a logistic regression over all-MiniLM-L6-v2 sentence embeddings (the meaning: a
-  pretrained encoder knows that "a bear on the trail" is frightening without seeing the word).
+  pretrained encoder knows that "a bear on the trail" is frightening without seeing the word);
+- ``phrase``: no fitting; the label whose feeling phrase from the offline builder's bank
+  (``data/seed/language.json``, ``feelings``) the user's message contains (the longest match; a
+  phrase two labels share counts half). A dialogue's opening states how the user feels, so this
+  is the ceiling of reading the label off the first turn; later turns and people's own words
+  rarely contain such a phrase, and a turn without one counts as a miss.
 
 They put the policies' emotion accuracy in context: on situation-disjoint splits a test
 situation's label cannot be looked up from train, and with 4 train situations per emotion a
@@ -28,11 +33,31 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
+def user_text(row: dict) -> str:
+    return row["prompt"][-1]["content"]
+
+
 def text(row: dict) -> str:
-    return f"{row['situation']} {row['prompt'][-1]['content']}"
+    return f"{row['situation']} {user_text(row)}"
 
 
-MODELS = ("nb", "minilm")
+MODELS = ("nb", "minilm", "phrase")
+SEED_LANGUAGE = ROOT / "data/seed/language.json"
+
+
+def phrase_lookup(texts: list[str]) -> list[str | None]:
+    """The offline builder's own feeling phrases, looked up in each text (``phrase`` above)."""
+    import re
+
+    owners: dict[str, list[str]] = {}
+    for emotion, phrases in json.loads(SEED_LANGUAGE.read_text())["feelings"].items():
+        for p in phrases:
+            owners.setdefault(p, []).append(emotion)
+    found = []
+    for t in texts:
+        hits = [p for p in owners if re.search(rf"\b{re.escape(p)}\b", t, flags=re.IGNORECASE)]
+        found.append(owners[max(hits, key=len)] if hits else [])
+    return found
 
 
 def classifier(model: str):
@@ -51,6 +76,8 @@ def classifier(model: str):
 
         encoder, head = Encoder(), LogisticRegression(C=10.0, max_iter=2000)
         return (lambda x, y: head.fit(encoder.encode(x), y)), (lambda x: head.predict(encoder.encode(x)))
+    if model == "phrase":
+        return (lambda x, y: None), phrase_lookup
     raise ValueError(f"unknown model {model!r}; known: {MODELS}")
 
 
@@ -64,10 +91,13 @@ def label_baseline(data_dir: str | Path, ratings_dir: str | Path, model: str = "
     fit([text(r) for r in turns["train"]], [r["emotion"] for r in turns["train"]])
 
     def accuracy(rows: list[dict]) -> dict:
-        guess = list(predict([text(r) for r in rows])) if rows else []
-        hits = sum(g == r["emotion"] for g, r in zip(guess, rows, strict=True))
-        misses = [(g, r["emotion"]) for g, r in zip(guess, rows, strict=True) if g != r["emotion"]]
-        near = sum(valence(g) == valence(e) for g, e in misses)
+        guess = list(predict([user_text(r) if model == "phrase" else text(r) for r in rows])) if rows else []
+        # the phrase lookup may name several labels (a shared phrase: each counts 1/k) or none
+        guess = [g if isinstance(g, list) else [g] for g in guess]
+        hits = sum(r["emotion"] in g and 1 / len(g) for g, r in zip(guess, rows, strict=True))
+        misses = [(g[0] if g else None, r["emotion"]) for g, r in zip(guess, rows, strict=True)
+                  if r["emotion"] not in g]  # fmt: skip
+        near = sum(g is not None and valence(g) == valence(e) for g, e in misses)
         return {"n": len(rows), "accuracy": hits / len(rows) if rows else None,
                 "near_miss_share": near / len(misses) if misses else None}  # fmt: skip
 
@@ -78,6 +108,7 @@ def label_baseline(data_dir: str | Path, ratings_dir: str | Path, model: str = "
         "train_situations": len({r["situation"] for r in turns["train"]}),
         "test": accuracy(test),
         "test_first_turns": accuracy([r for r in test if r.get("turn") == 0]),
+        "test_later_turns": accuracy([r for r in test if r.get("turn", 0) > 0]),
         "human_written": accuracy(human_written_rows(ratings_dir, n=None, seed=0)),
         "chance": 1 / len(EMOTIONS),
     }
@@ -91,17 +122,18 @@ def main() -> int:
                     help="baseline(s) to fit (default: both)")  # fmt: skip
     ap.add_argument("--json", help="also write the results (one object per model) to this file")
     args = ap.parse_args()
-    names = {"nb": "naive Bayes (word n-grams)", "minilm": "logistic regression (MiniLM embeddings)"}
+    names = {"nb": "naive Bayes (word n-grams)", "minilm": "logistic regression (MiniLM embeddings)",
+             "phrase": "the builder's feeling phrase in the user's message (no fit)"}
     results = [label_baseline(args.data_dir, args.ratings_dir, m) for m in args.model or MODELS]
     first = results[0]
     print(f"Fitted on {first['train_turns']} train turns ({first['train_situations']} situations); "
           f"chance {first['chance']:.1%}. Accuracy, and the share of misses that name a label of the "
           "same valence:\n")  # fmt: skip
-    print("| baseline | test turns | first turns | human-written |")
-    print("|---|---|---|---|")
+    print("| baseline | test turns | first turns | later turns | human-written |")
+    print("|---|---|---|---|---|")
     for r in results:
-        cells = [f"{r[k]['accuracy']:.1%} of {r[k]['n']} ({r[k]['near_miss_share']:.0%} same valence)"
-                 for k in ("test", "test_first_turns", "human_written")]  # fmt: skip
+        cells = [f"{r[k]['accuracy']:.1%} of {r[k]['n']} ({r[k]['near_miss_share'] or 0:.0%} same valence)"
+                 for k in ("test", "test_first_turns", "test_later_turns", "human_written")]  # fmt: skip
         print(f"| {names[r['model']]} | " + " | ".join(cells) + " |")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1) + "\n")

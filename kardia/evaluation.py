@@ -64,15 +64,8 @@ def test_rows(
     rows = prompt_rows(turns, history_exchanges=history_exchanges, prompt_style=prompt_style)
     for row, turn in zip(rows, turns, strict=True):
         row["item_id"] = f"{turn['dialogue_id']}:{turn['turn']}"
-        row["turn"] = int(turn["turn"])  # 0: the dialogue's first turn (emotion from the opening)
         row["difficulty"] = turn.get("difficulty")
-    if n is None or first_turn_share is None:
-        return spread(rows, n, seed)
-    first = [r for r in rows if r["turn"] == 0]
-    later = [r for r in rows if r["turn"] > 0]
-    n_first = min(round(n * first_turn_share), len(first))
-    keep = {id(r) for r in spread(first, n_first, seed) + spread(later, n - n_first, seed)}
-    return [r for r in rows if id(r) in keep]
+    return spread(rows, n, seed, first_turn_share)
 
 
 NO_PROFILE = "(not given)"  # the profile line of a prompt whose user has none

@@ -66,18 +66,32 @@ def prompt_rows(
                 "emotion": t["emotion"],
                 "person": t["person"],
                 "situation": t["situation"],
+                "turn": int(t.get("turn", 0)),  # 0: the dialogue's first turn
             }
         )
         if limit is not None and len(rows) >= limit:
             break
     return rows
 
-def spread(rows: Sequence[dict], n: int | None, seed: int) -> list[dict]:
-    """A seeded sample of ``n`` rows (all when ``n`` is None or covers them), in input order."""
+def spread(rows: Sequence[dict], n: int | None, seed: int,
+           first_turn_share: float | None = None) -> list[dict]:  # fmt: skip
+    """A seeded sample of ``n`` rows (all when ``n`` is None or covers them), in input order.
+
+    ``first_turn_share`` reserves that share of the sample for dialogues' first turns (rows with
+    ``turn == 0``: where the user says what happened and how they feel), the rest drawn from
+    later turns; None samples all rows alike."""
     if n is None or n >= len(rows):
         return list(rows)
-    keep = sorted(random.Random(seed).sample(range(len(rows)), n))
-    return [rows[i] for i in keep]
+    if first_turn_share is None:
+        keep = sorted(random.Random(seed).sample(range(len(rows)), n))
+        return [rows[i] for i in keep]
+    if not 0.0 <= first_turn_share <= 1.0:
+        raise ValueError(f"first_turn_share must be in [0, 1] or null, got {first_turn_share}")
+    first = [r for r in rows if r["turn"] == 0]
+    later = [r for r in rows if r["turn"] > 0]
+    n_first = min(round(n * first_turn_share), len(first))
+    keep_ids = {id(r) for r in spread(first, n_first, seed) + spread(later, n - n_first, seed)}
+    return [r for r in rows if id(r) in keep_ids]
 
 
 def train_rows(data_dir: str, policy: dict, tokenizer, difficulty: str) -> list[dict]:

@@ -126,6 +126,27 @@ def test_label_baseline_reads_the_words_and_nothing_else(tmp_path):
         label_baseline(tmp_path, ROOT / "data/human_ratings", "bert")
 
 
+def test_label_baseline_phrase_reads_the_builders_feeling_phrases(tmp_path):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from label_baseline import label_baseline, phrase_lookup
+
+    from kardia.data import write_jsonl
+
+    # "fed up" belongs to angry and annoyed; "so angry" is angry's alone; a turn without a phrase
+    assert phrase_lookup(["I am so angry.", "I'm fed up with it", "We talked."]) == [
+        ["angry"], ["angry", "annoyed"], []]  # fmt: skip
+    test = [
+        _turn("s1", "Honestly, I'm scared.", "afraid"),
+        _turn("s2", "I'm fed up with it.", "annoyed"),
+        _turn("s3", "Then we drove home.", "sad", 1),
+    ]
+    for split, rows in {"train": test, "dev": [], "test": test}.items():
+        write_jsonl(rows, tmp_path / "turns" / f"{split}.jsonl")
+    result = label_baseline(tmp_path, ROOT / "data/human_ratings", "phrase")
+    assert result["test_first_turns"]["accuracy"] == pytest.approx(0.75)  # 1 + 1/2 of 2
+    assert result["test_later_turns"] == {"n": 1, "accuracy": 0.0, "near_miss_share": 0.0}
+
+
 def test_record_puts_what_a_benchmark_printed_into_the_readme(tmp_path):
     bench = tmp_path / "bench_fake.py"
     bench.write_text(

@@ -162,9 +162,9 @@ def test_prompt_rows_filter_by_difficulty_and_keep_the_reward_columns(turns):
     assert len(prompt_rows(train)) == len(train)
     assert len(prompt_rows(train, limit=3)) == 3
     for row, turn in zip(hard, [t for t in train if t["difficulty"] == "hard"], strict=True):
-        assert set(row) == {"prompt", "completion", "emotion", "person", "situation"}
-        assert (row["emotion"], row["person"], row["situation"]) == \
-            (turn["emotion"], turn["person"], turn["situation"])  # fmt: skip
+        assert set(row) == {"prompt", "completion", "emotion", "person", "situation", "turn"}
+        assert (row["emotion"], row["person"], row["situation"], row["turn"]) == \
+            (turn["emotion"], turn["person"], turn["situation"], turn["turn"])  # fmt: skip
         assert row["completion"] == turn["completion"]
 
 
@@ -187,6 +187,35 @@ def test_spread_is_seeded_order_preserving_and_none_returns_all():
     assert spread(rows, 5, seed=2) != a
     assert spread(rows, None, 0) == rows and spread(rows, 50, 0) == rows
     assert spread(rows, 20, 0) is not rows  # a copy, never the caller's list
+
+
+def _turn_rows(dialogues: int = 20, turns: int = 5) -> list[dict]:
+    return [{"i": d * turns + t, "turn": t} for d in range(dialogues) for t in range(turns)]
+
+
+def test_spread_reserves_a_share_for_first_turns():
+    rows = _turn_rows()  # 1 in 5 is a first turn
+    half = spread(rows, 16, seed=0, first_turn_share=0.5)
+    assert len(half) == 16 and sum(r["turn"] == 0 for r in half) == 8
+    assert [r["i"] for r in half] == sorted(r["i"] for r in half)  # input order kept
+    assert half == spread(rows, 16, seed=0, first_turn_share=0.5)
+    assert sum(r["turn"] == 0 for r in spread(rows, 16, seed=0, first_turn_share=0.0)) == 0
+    # more first turns asked for than exist: all of them, the rest from later turns
+    most = spread(rows, 40, seed=0, first_turn_share=1.0)
+    assert len(most) == 40 and sum(r["turn"] == 0 for r in most) == 20
+    with pytest.raises(ValueError, match="first_turn_share"):
+        spread(rows, 16, seed=0, first_turn_share=1.5)
+
+
+def test_sft_sample_takes_max_steps_batches_with_the_first_turn_share():
+    from kardia.training.sft import sft_sample
+
+    rows = _turn_rows()
+    sft = {"max_steps": 4, "batch_size": 4, "gradient_accumulation_steps": 1, "first_turn_share": 0.5}
+    picked = sft_sample(rows, sft, seed=0)
+    assert len(picked) == 16 and sum(r["turn"] == 0 for r in picked) == 8
+    assert sum(r["turn"] == 0 for r in sft_sample(rows, {**sft, "first_turn_share": None}, 0)) < 8
+    assert sft_sample(rows, {**sft, "max_steps": None}, seed=0) == rows  # epochs: every easy turn
 
 
 # --- fingerprints and run dirs ----------------------------------------------------------------

@@ -29,7 +29,7 @@ from kardia.training.arguments import COMMON_KEYS, check_section, sft_args
 from kardia.training.logs import log_history, machine_info, step_printer
 
 WORK_DIR = ".cache/sft_run"  # the trainer's output_dir (SFT saves no checkpoints; the stage saves the model)
-SECTION_KEYS = COMMON_KEYS | {"sampling", "eval_prompts"}  # params.yaml's sft section
+SECTION_KEYS = COMMON_KEYS | {"sampling", "eval_prompts", "first_turn_share"}  # params.yaml's sft section
 
 
 def run_config(section: Mapping, *, policy: dict, seed: int, work_dir: str = WORK_DIR) -> dict:
@@ -37,6 +37,17 @@ def run_config(section: Mapping, *, policy: dict, seed: int, work_dir: str = WOR
     sft = check_section("sft", section, SECTION_KEYS)
     return {"seed": seed, "policy": policy, "launch": sft.get("launch"), "data_dir": sft["data_dir"],
             "out_dir": sft["out_dir"], "work_dir": work_dir, "sft": sft}  # fmt: skip
+
+
+def sft_sample(rows: Sequence[dict], sft: Mapping, seed: int) -> list[dict]:
+    """The easy turns SFT's steps see: all of them without ``max_steps``; with it, a seeded sample
+    of ``max_steps`` batches, ``first_turn_share`` of it dialogues' first turns (null: drawn like
+    any turn, ~13 % of easy turns). First turns are where the user says what happened and how they
+    feel, so they teach the emotion span; later turns mostly the reply's style."""
+    if not sft.get("max_steps"):
+        return list(rows)
+    n = int(sft["max_steps"]) * int(sft["batch_size"]) * int(sft.get("gradient_accumulation_steps", 1))
+    return spread(rows, n, seed, sft.get("first_turn_share"))
 
 
 def run_sft(cfg: dict, callbacks: Sequence = ()) -> dict:
@@ -52,10 +63,7 @@ def run_sft(cfg: dict, callbacks: Sequence = ()) -> dict:
     dialogues = read_splits(cfg["data_dir"], "dialogues")["train"]
     model, tokenizer = create_policy(policy, corpus=dialogue_texts(dialogues), seed=seed, backend=preferred)
     backend = loaded_backend(model)
-    rows = train_rows(cfg["data_dir"], policy, tokenizer, "easy")
-    if sft.get("max_steps"):  # tokenise only the turns the steps will see (a seeded sample)
-        rows = spread(rows, int(sft["max_steps"]) * int(sft["batch_size"])
-                      * int(sft.get("gradient_accumulation_steps", 1)), seed)  # fmt: skip
+    rows = sft_sample(train_rows(cfg["data_dir"], policy, tokenizer, "easy"), sft, seed)
     dataset = Dataset.from_list([{"prompt": r["prompt"], "completion": r["completion"]}
                                  for r in rows])  # fmt: skip
     trainer = SFTTrainer(
