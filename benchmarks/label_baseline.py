@@ -45,8 +45,9 @@ MODELS = ("nb", "minilm", "phrase")
 SEED_LANGUAGE = ROOT / "data/seed/language.json"
 
 
-def phrase_lookup(texts: list[str]) -> list[str | None]:
-    """The offline builder's own feeling phrases, looked up in each text (``phrase`` above)."""
+def phrase_lookup(texts: list[str]) -> list[list[str]]:
+    """The labels whose feeling phrase (the offline builder's own, ``phrase`` above) each text
+    contains: one label, the labels sharing the longest phrase found, or none."""
     import re
 
     owners: dict[str, list[str]] = {}
@@ -88,10 +89,11 @@ def label_baseline(data_dir: str | Path, ratings_dir: str | Path, model: str = "
 
     turns = read_splits(data_dir, "turns")
     fit, predict = classifier(model)
-    fit([text(r) for r in turns["train"]], [r["emotion"] for r in turns["train"]])
+    reads = user_text if model == "phrase" else text  # the lookup reads the user's words only
+    fit([reads(r) for r in turns["train"]], [r["emotion"] for r in turns["train"]])
 
     def accuracy(rows: list[dict]) -> dict:
-        guess = list(predict([user_text(r) if model == "phrase" else text(r) for r in rows])) if rows else []
+        guess = list(predict([reads(r) for r in rows])) if rows else []
         # the phrase lookup may name several labels (a shared phrase: each counts 1/k) or none
         guess = [g if isinstance(g, list) else [g] for g in guess]
         hits = sum(r["emotion"] in g and 1 / len(g) for g, r in zip(guess, rows, strict=True))
