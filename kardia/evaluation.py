@@ -53,7 +53,7 @@ JUDGE_IDENTITY = ("kind", "base_url", "model", "response_format")
 
 def test_rows(
     turns: Sequence[dict], *, n: int | None, seed: int, history_exchanges: int | None,
-    prompt_style: str = "full", first_turn_share: float | None = None,
+    prompt_style: str = "full", keep_opening: bool = False, first_turn_share: float | None = None,
 ) -> list[dict]:  # fmt: skip
     """The test turns every system answers: a seeded sample of ``n`` (all when ``n`` is None),
     prompts shaped as in training, each with a stable ``item_id`` (``dialogue_id:turn``).
@@ -61,7 +61,8 @@ def test_rows(
     ``first_turn_share`` reserves that share of the sample for dialogues' first turns (where
     the emotion must be read from the opening alone), so both kinds are measured with enough
     items; None samples all turns alike."""
-    rows = prompt_rows(turns, history_exchanges=history_exchanges, prompt_style=prompt_style)
+    rows = prompt_rows(turns, history_exchanges=history_exchanges, prompt_style=prompt_style,
+                       keep_opening=keep_opening)  # fmt: skip
     for row, turn in zip(rows, turns, strict=True):
         row["item_id"] = f"{turn['dialogue_id']}:{turn['turn']}"
         row["difficulty"] = turn.get("difficulty")

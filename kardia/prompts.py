@@ -8,7 +8,7 @@ from collections.abc import Iterable, Sequence
 
 from kardia.data import read_splits
 from kardia.generation import fold_system, supports_system_role
-from kardia.system_prompt import PROMPT_STYLES, system_prompt
+from kardia.system_prompt import PROMPT_STYLES, system_prompt, with_opening
 
 
 def trim_history(messages: Sequence[dict], history_exchanges: int | None) -> list[dict]:
@@ -23,23 +23,43 @@ def trim_history(messages: Sequence[dict], history_exchanges: int | None) -> lis
     body = messages[len(head) :]
     return head + body[-(2 * history_exchanges + 1) :]
 
+def dropped_opening(messages: Sequence[dict], history_exchanges: int | None) -> str | None:
+    """The dialogue's first user message when ``trim_history`` drops it (None when it stays:
+    a first turn, or a budget that reaches back to it)."""
+    body = [m for m in messages if m.get("role") != "system"]
+    if history_exchanges is None or not body or body[0].get("role") != "user":
+        return None
+    return body[0]["content"] if len(body) > 2 * history_exchanges + 1 else None
+
 def prompt_args(policy: dict) -> dict:
     """How ``policy`` shapes a prompt: the keyword arguments of ``prompt_rows`` it sets (the same
     for training, dev checks and evaluation, so every system sees the same prompts)."""
     return {"history_exchanges": policy.get("history_exchanges"),
-            "prompt_style": policy.get("prompt_style", "full")}  # fmt: skip
+            "prompt_style": policy.get("prompt_style", "full"),
+            "keep_opening": bool(policy.get("keep_opening", False))}  # fmt: skip
 
-def shape_prompt(turn: dict, history_exchanges: int | None, prompt_style: str = "full"):
+def shape_prompt(turn: dict, history_exchanges: int | None, prompt_style: str = "full",
+                 keep_opening: bool = False):  # fmt: skip
     """A turn's prompt trimmed to the history budget, its system message in ``prompt_style``
-    (rebuilt from the turn's ``person`` and ``situation``; ``full`` keeps the stored one)."""
+    (rebuilt from the turn's ``person`` and ``situation``; ``full`` keeps the stored one).
+
+    ``keep_opening``: when the budget drops the dialogue's first user message, the system message
+    carries it (``system_prompt.with_opening``): the emotion is the dialogue's, and the opening
+    is where the user names it."""
     if prompt_style not in PROMPT_STYLES:
         raise ValueError(f"policy.prompt_style must be one of {PROMPT_STYLES}, got {prompt_style!r}")
     prompt = trim_history(turn["prompt"], history_exchanges)
-    if prompt_style != "full" and prompt and prompt[0].get("role") == "system":
-        content = system_prompt(str(turn.get("person") or ""), str(turn.get("situation") or ""),
-                                prompt_style)  # fmt: skip
-        prompt = [{"role": "system", "content": content}, *prompt[1:]]
-    return prompt
+    if not prompt or prompt[0].get("role") != "system":
+        return prompt
+    opening = dropped_opening(turn["prompt"], history_exchanges) if keep_opening else None
+    situation = str(turn.get("situation") or "")
+    if prompt_style != "full":
+        content = system_prompt(str(turn.get("person") or ""), situation, prompt_style, opening)
+    elif opening is not None:
+        content = with_opening(prompt[0]["content"], situation, opening)
+    else:
+        return prompt
+    return [{"role": "system", "content": content}, *prompt[1:]]
 
 def prompt_rows(
     turns: Iterable[dict],
@@ -47,6 +67,7 @@ def prompt_rows(
     difficulty: str | None = None,
     history_exchanges: int | None = None,
     prompt_style: str = "full",
+    keep_opening: bool = False,
     system_role: bool = True,
     limit: int | None = None,
 ) -> list[dict]:
@@ -58,7 +79,7 @@ def prompt_rows(
     for t in turns:
         if difficulty is not None and t.get("difficulty") != difficulty:
             continue
-        prompt = shape_prompt(t, history_exchanges, prompt_style)
+        prompt = shape_prompt(t, history_exchanges, prompt_style, keep_opening)
         rows.append(
             {
                 "prompt": prompt if system_role else fold_system(prompt),

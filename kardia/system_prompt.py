@@ -26,6 +26,10 @@ feel), reasoning (your empathetic appraisal), emotion (one EmpatheticDialogues l
 (a short supportive reply).
 User: {profile}
 Situation: {situation}"""
+# The line that brings a dialogue's opening back into later turns' prompts when the history budget
+# dropped it (``policy.keep_opening``): the user's own first words, where they say what happened
+# and how they feel. A listener remembers them; without them a later turn's feeling is a guess.
+OPENING_LINE = "Their first message: {opening}"
 PROMPT_STYLES = ("full", "compact")
 
 
@@ -46,13 +50,29 @@ def short_profile(person: str, max_words: int = 30) -> str:
     return "; ".join(x for x in (fields.get("MBTI", ""), about) if x)
 
 
-def system_prompt(person: str, situation: str, style: str = "full") -> str:
-    """The system message in front of a dialogue, in ``style`` (``PROMPT_STYLES``)."""
+def system_prompt(person: str, situation: str, style: str = "full",
+                  opening: str | None = None) -> str:  # fmt: skip
+    """The system message in front of a dialogue, in ``style`` (``PROMPT_STYLES``), with the
+    user's ``opening`` message when given (``with_opening``)."""
     if style == "full":
-        return SYSTEM_TEMPLATE.format(person=person, situation=situation)
-    if style == "compact":
-        return COMPACT_TEMPLATE.format(profile=short_profile(person), situation=situation)
-    raise ValueError(f"policy.prompt_style must be one of {PROMPT_STYLES}, got {style!r}")
+        message = SYSTEM_TEMPLATE.format(person=person, situation=situation)
+    elif style == "compact":
+        message = COMPACT_TEMPLATE.format(profile=short_profile(person), situation=situation)
+    else:
+        raise ValueError(f"policy.prompt_style must be one of {PROMPT_STYLES}, got {style!r}")
+    return message if opening is None else with_opening(message, situation, opening)
 
 
-__all__ = ["COMPACT_TEMPLATE", "PROMPT_STYLES", "SYSTEM_TEMPLATE", "short_profile", "system_prompt"]
+def with_opening(message: str, situation: str, opening: str) -> str:
+    """``message`` with the opening line after it; when the opening quotes the situation word for
+    word (the offline builder's openings do), it takes the situation line's place instead, so the
+    prompt does not say the same thing twice (on 2 CPU cores every prompt token costs)."""
+    line = OPENING_LINE.format(opening=opening)
+    situation_line = f"Situation: {situation}"
+    if situation and situation in opening and message.endswith(situation_line):
+        return message[: -len(situation_line)] + line
+    return f"{message}\n{line}"
+
+
+__all__ = ["COMPACT_TEMPLATE", "OPENING_LINE", "PROMPT_STYLES", "SYSTEM_TEMPLATE", "short_profile",
+           "system_prompt", "with_opening"]

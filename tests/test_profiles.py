@@ -32,12 +32,15 @@ def test_default_is_smollm2_and_the_cpu_choices_stay_out_of_gpu_and_smoke_runs()
     # to the tiny decoder (no 513 MB build), and the paper profiles undo every CPU-only choice
     assert PARAMS["policy"]["backbone"] == "smollm2-135m-instruct"
     assert PARAMS["policy"]["train_layers"] and PARAMS["policy"]["prompt_style"] == "compact"
+    # later turns see the last user message only, so the opening (where the feeling is named) rides along
+    assert PARAMS["policy"]["history_exchanges"] == 0 and PARAMS["policy"]["keep_opening"] is True
     smoke = profiles.merge(PARAMS, profiles.load_profile("smoke", ROOT / "configs/profiles"))
     assert smoke["policy"]["backbone"] == "tiny" and smoke["policy"]["train_layers"] is None
     for name in SHIPPED:
         paper = profiles.merge(PARAMS, profiles.load_profile(name, ROOT / "configs/profiles"))
         assert paper["policy"]["train_layers"] is None and paper["policy"]["prompt_style"] == "full"
         assert paper["policy"]["dtype"] == "auto"
+        assert paper["policy"]["history_exchanges"] is None  # whole dialogues: keep_opening has no effect
         assert paper["evaluate"]["test_prompts"] is None and paper["evaluate"]["human_written"]["prompts"] is None
 
 

@@ -804,6 +804,33 @@ def test_compact_prompt_style_rebuilds_the_system_message_from_the_turn():
         prompt_rows([turn], prompt_style="short")
 
 
+@pytest.mark.parametrize("style", ["compact", "full"])
+def test_keep_opening_brings_the_dropped_first_user_message_back(style):
+    from kardia.prompts import dropped_opening, prompt_args, prompt_rows
+
+    opening = "I need to vent. Keys gone. It has left me furious."
+    turn = {"prompt": [{"role": "system", "content": "stored\n\nSituation: Keys gone."},
+                       {"role": "user", "content": opening}, {"role": "assistant", "content": "a"},
+                       {"role": "user", "content": "Still looking."}],
+            "completion": [{"role": "assistant", "content": "x"}], "emotion": "furious",
+            "person": "MBTI: INTP\nAbout: A coder.", "situation": "Keys gone."}  # fmt: skip
+    policy = {"history_exchanges": 0, "prompt_style": style, "keep_opening": True}
+    (row,) = prompt_rows([turn], **prompt_args(policy))
+    assert [m["role"] for m in row["prompt"]] == ["system", "user"]
+    assert row["prompt"][0]["content"].endswith("Their first message: " + opening)
+    assert "Situation:" not in row["prompt"][0]["content"]  # the opening quotes it
+    assert row["prompt"][1]["content"] == "Still looking."
+    (off,) = prompt_rows([turn], **prompt_args({**policy, "keep_opening": False}))
+    assert opening not in off["prompt"][0]["content"]
+    # nothing to bring back: a first turn, or a budget that still reaches the opening
+    assert dropped_opening(turn["prompt"][:2], 0) is None
+    assert dropped_opening(turn["prompt"], 1) is None and dropped_opening(turn["prompt"], None) is None
+    assert dropped_opening(turn["prompt"], 0) == opening
+    (kept,) = prompt_rows([turn], **prompt_args({**policy, "history_exchanges": 1}))
+    assert "Their first message" not in kept["prompt"][0]["content"]
+    assert kept["prompt"][1]["content"] == opening
+
+
 def test_machine_info_names_the_device_the_step_times_came_from():
     from kardia.training.logs import machine_info
 
