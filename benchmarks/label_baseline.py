@@ -2,9 +2,10 @@
 
     .venv/bin/python benchmarks/label_baseline.py [--data-dir data/built] [--model nb|minilm|phrase] [--json PATH]
 
-Fitted on the built train turns (each turn's situation and last user message, as the default
-policy's prompt shows them), each predicts the emotion of the test turns (all, and dialogues'
-first turns) and of iEval's 480 human-written situations:
+Fitted on the built train turns (each turn's situation and last user message, and with
+``opening`` a later turn's dialogue opening too, as the default policy's prompt shows them:
+``policy.keep_opening``), each predicts the emotion of the test turns (all, dialogues' first
+turns, later turns) and of iEval's 480 human-written situations:
 
 - ``nb``: a multinomial naive Bayes over unigrams and bigrams (the words);
 - ``minilm``: a logistic regression over all-MiniLM-L6-v2 sentence embeddings (the meaning: a
@@ -12,8 +13,9 @@ first turns) and of iEval's 480 human-written situations:
 - ``phrase``: no fitting; the label whose feeling phrase from the offline builder's bank
   (``data/seed/language.json``, ``feelings``) the user's message contains (the longest match; a
   phrase two labels share counts half). A dialogue's opening states how the user feels, so this
-  is the ceiling of reading the label off the first turn; later turns and people's own words
-  rarely contain such a phrase, and a turn without one counts as a miss.
+  is the ceiling of reading the label off the first turn; a later turn rarely contains such a
+  phrase unless its prompt carries the opening, people's own words rarely do, and a turn without
+  one counts as a miss.
 
 They put the policies' emotion accuracy in context: on situation-disjoint splits a test
 situation's label cannot be looked up from train, and with 4 train situations per emotion a
@@ -33,12 +35,17 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def user_text(row: dict) -> str:
-    return row["prompt"][-1]["content"]
+def user_text(row: dict, opening: bool = False) -> str:
+    """The user's words a turn's prompt shows: the last message, after the dialogue's opening
+    when ``opening`` and the turn is a later one (``kardia.prompts.dropped_opening``)."""
+    from kardia.prompts import dropped_opening
+
+    first = dropped_opening(row["prompt"], 0) if opening else None
+    return row["prompt"][-1]["content"] if first is None else f"{first} {row['prompt'][-1]['content']}"
 
 
-def text(row: dict) -> str:
-    return f"{row['situation']} {user_text(row)}"
+def text(row: dict, opening: bool = False) -> str:
+    return f"{row['situation']} {user_text(row, opening)}"
 
 
 MODELS = ("nb", "minilm", "phrase")
@@ -82,14 +89,19 @@ def classifier(model: str):
     raise ValueError(f"unknown model {model!r}; known: {MODELS}")
 
 
-def label_baseline(data_dir: str | Path, ratings_dir: str | Path, model: str = "nb") -> dict:
+def label_baseline(data_dir: str | Path, ratings_dir: str | Path, model: str = "nb",
+                   opening: bool = False) -> dict:  # fmt: skip
     from kardia.data import read_splits
     from kardia.emotions import EMOTIONS, valence
     from kardia.evaluation import human_written_rows
 
     turns = read_splits(data_dir, "turns")
     fit, predict = classifier(model)
-    reads = user_text if model == "phrase" else text  # the lookup reads the user's words only
+    words = user_text if model == "phrase" else text  # the lookup reads the user's words only
+
+    def reads(row: dict) -> str:
+        return words(row, opening)
+
     fit([reads(r) for r in turns["train"]], [r["emotion"] for r in turns["train"]])
 
     def accuracy(rows: list[dict]) -> dict:
@@ -106,6 +118,7 @@ def label_baseline(data_dir: str | Path, ratings_dir: str | Path, model: str = "
     test = turns["test"]
     return {
         "model": model,
+        "opening": opening,
         "train_turns": len(turns["train"]),
         "train_situations": len({r["situation"] for r in turns["train"]}),
         "test": accuracy(test),
@@ -121,12 +134,15 @@ def main() -> int:
     ap.add_argument("--data-dir", default=str(ROOT / "data/built"))
     ap.add_argument("--ratings-dir", default=str(ROOT / "data/human_ratings"))
     ap.add_argument("--model", choices=MODELS, action="append",
-                    help="baseline(s) to fit (default: both)")  # fmt: skip
+                    help="baseline(s) to fit (default: all)")  # fmt: skip
     ap.add_argument("--json", help="also write the results (one object per model) to this file")
     args = ap.parse_args()
     names = {"nb": "naive Bayes (word n-grams)", "minilm": "logistic regression (MiniLM embeddings)",
              "phrase": "the builder's feeling phrase in the user's message (no fit)"}
-    results = [label_baseline(args.data_dir, args.ratings_dir, m) for m in args.model or MODELS]
+    # each baseline twice: on the last user message alone, and with later turns' opening in front
+    # (what the default policy reads: policy.keep_opening)
+    results = [label_baseline(args.data_dir, args.ratings_dir, m, opening)
+               for m in args.model or MODELS for opening in (False, True)]  # fmt: skip
     first = results[0]
     print(f"Fitted on {first['train_turns']} train turns ({first['train_situations']} situations); "
           f"chance {first['chance']:.1%}. Accuracy, and the share of misses that name a label of the "
@@ -136,7 +152,8 @@ def main() -> int:
     for r in results:
         cells = [f"{r[k]['accuracy']:.1%} of {r[k]['n']} ({r[k]['near_miss_share'] or 0:.0%} same valence)"
                  for k in ("test", "test_first_turns", "test_later_turns", "human_written")]  # fmt: skip
-        print(f"| {names[r['model']]} | " + " | ".join(cells) + " |")
+        name = names[r["model"]] + (", later turns with the opening" if r["opening"] else "")
+        print(f"| {name} | " + " | ".join(cells) + " |")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1) + "\n")
     return 0

@@ -17,6 +17,7 @@ format compliance is a separate metric.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -246,6 +247,12 @@ def judge_replies(judge, rows: Sequence[dict], texts: Sequence[str],
     return out
 
 
+def prompt_sha(prompt: Sequence[dict]) -> str:
+    """A short fingerprint of the prompt a system answered: runs whose items share ``item_id``
+    but not the prompt (another prompt shaping) are other experiments (``seeds.read_runs``)."""
+    return hashlib.sha256(json.dumps(list(prompt), sort_keys=True).encode()).hexdigest()[:16]
+
+
 def item_records(
     system: str,
     rows: Sequence[dict],
@@ -266,6 +273,7 @@ def item_records(
         out.append(
             {
                 "item_id": r["item_id"],
+                "prompt_sha": prompt_sha(r["prompt"]),
                 "system": system,
                 "emotion": r["emotion"],
                 "difficulty": r.get("difficulty"),

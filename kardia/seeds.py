@@ -29,10 +29,10 @@ def read_runs(generations: str | Path, seeds_dir: str | Path = SEEDS_DIR,
               part: str = "") -> tuple[dict[str, list[dict]], list[str]]:  # fmt: skip
     """``({run: items}, set_aside)``: the workspace run's per-item records
     (``generations/<part>/*.jsonl``) and those of every exported run in
-    ``seeds_dir/<run>/generations/<part>/`` that answered the same systems and test items, in name
-    order after the workspace; ``set_aside`` names the exported runs that did not (another
-    configuration, e.g. the smoke profile beside the default's seed runs, or an export from an
-    older test set). They are never mixed in, and the report says they were left out.
+    ``seeds_dir/<run>/generations/<part>/`` that answered the same systems, test items and
+    prompts (``prompt_sha``), in name order after the workspace; ``set_aside`` names the exported
+    runs that did not (another configuration, e.g. the smoke profile beside the default's seed
+    runs, or an export from an older test set or prompt shaping). They are never mixed in, and the report says they were left out.
     ``part`` is a test set of its own (``human_written``); "" is the test turns."""
 
     def read(folder: Path) -> list[dict]:
@@ -45,7 +45,9 @@ def read_runs(generations: str | Path, seeds_dir: str | Path = SEEDS_DIR,
     empty = [name for name, items in runs.items() if not items]
     if empty:
         raise FileNotFoundError(f"no replies for run(s) {empty}: run evaluate (or scripts/seeds) first")
-    asked = {name: {(i["system"], i["item_id"]) for i in items} for name, items in runs.items()}
+    # the same prompts too: a run from before a change of prompt shaping asked the same item ids
+    asked = {name: {(i["system"], i["item_id"], i.get("prompt_sha")) for i in items}
+             for name, items in runs.items()}  # fmt: skip
     set_aside = [name for name, keys in asked.items() if keys != asked[WORKSPACE]]
     return {k: v for k, v in runs.items() if k not in set_aside}, set_aside
 

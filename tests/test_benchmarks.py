@@ -87,10 +87,11 @@ def test_bench_smollm2_says_what_is_missing_without_the_built_backbone(tmp_path)
     assert out.returncode != 0 and "smollm2-135m-instruct is missing" in out.stderr
 
 
-def _turn(situation: str, user: str, emotion: str, turn: int = 0) -> dict:
+def _turn(situation: str, user: str, emotion: str, turn: int = 0, opening: str = "") -> dict:
+    earlier = [{"role": "user", "content": opening}, {"role": "assistant", "content": "ok"}] if opening else []
     return {
         "situation": situation,
-        "prompt": [{"role": "user", "content": user}],
+        "prompt": [*earlier, {"role": "user", "content": user}],
         "emotion": emotion,
         "turn": turn,
     }
@@ -138,13 +139,17 @@ def test_label_baseline_phrase_reads_the_builders_feeling_phrases(tmp_path):
     test = [
         _turn("s1", "Honestly, I'm scared.", "afraid"),
         _turn("s2", "I'm fed up with it.", "annoyed"),
-        _turn("s3", "Then we drove home.", "sad", 1),
+        _turn("s3", "Then we drove home.", "sad", 1, opening="Our cat died. I feel so sad."),
     ]
     for split, rows in {"train": test, "dev": [], "test": test}.items():
         write_jsonl(rows, tmp_path / "turns" / f"{split}.jsonl")
     result = label_baseline(tmp_path, ROOT / "data/human_ratings", "phrase")
     assert result["test_first_turns"]["accuracy"] == pytest.approx(0.75)  # 1 + 1/2 of 2
     assert result["test_later_turns"] == {"n": 1, "accuracy": 0.0, "near_miss_share": 0.0}
+    # with the dialogue's opening in front (policy.keep_opening), the later turn's phrase is found
+    with_opening = label_baseline(tmp_path, ROOT / "data/human_ratings", "phrase", opening=True)
+    assert with_opening["test_later_turns"]["accuracy"] == 1.0
+    assert with_opening["test_first_turns"] == result["test_first_turns"]
 
 
 def test_record_puts_what_a_benchmark_printed_into_the_readme(tmp_path):

@@ -195,6 +195,10 @@ def test_item_records_say_what_each_reply_got_right(rows):
     assert a["response_words"] == 6 and a["system"] == "sft" and a["reply"] == GOOD
     assert not b["format_ok"] and not b["emotion_ok"] and b["predicted_emotion"] is None
     assert b["response_words"] == 2 and b["generation_failed"] and b["eval_scores"] is None
+    # the prompt's fingerprint: the same for the same prompt, another for any change to it
+    assert a["prompt_sha"] == b["prompt_sha"] == ev.prompt_sha(row["prompt"])
+    changed = [{**row["prompt"][0], "content": row["prompt"][0]["content"] + "!"}, *row["prompt"][1:]]
+    assert ev.prompt_sha(changed) != a["prompt_sha"]
     json.dumps(items)  # JSON-ready
 
 

@@ -105,6 +105,10 @@ def test_export_copies_an_experiments_replies_from_its_git_ref(tmp_path):
     # a workspace run of other test items (another profile): the seed run is set aside, not mixed in
     runs, set_aside = seeds.read_runs(other, tmp_path / "seeds")
     assert list(runs) == ["workspace"] and set_aside == ["seed-1"]
+    # the same items asked with other prompts (a run from before a prompt change): set aside too
+    (other / "sft.jsonl").write_text(json.dumps({**item, "prompt_sha": "0123abcd"}) + "\n")
+    runs, set_aside = seeds.read_runs(other, tmp_path / "seeds")
+    assert list(runs) == ["workspace"] and set_aside == ["seed-1"]
     with pytest.raises(FileNotFoundError, match="no replies"):
         seeds.read_runs(tmp_path / "nothing", tmp_path / "seeds")
     with pytest.raises(ValueError, match="one DVC experiment named 'seed-2'"):
