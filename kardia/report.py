@@ -476,7 +476,8 @@ def results_section(evaluation: Mapping, md: Mapping[str, str], validity_confide
            "within each, dialogues (`results/tables/seeds.*`, `results/tables/deltas_seeds.*`):",
            md["seeds"], md["seed_deltas"]) if md.get("seeds") else ()),
         *((f"**Seeds set aside** — {', '.join(md['seeds_set_aside'])} in `results/seeds/` answered other "
-           "systems or test turns than this run (another configuration or an older test set), so they "
+           "systems, test turns or prompts than this run (another configuration, an older test set or "
+           "prompt shaping), so they "
            "are left out; `scripts/seeds N` re-runs them for this one.",) if md.get("seeds_set_aside") else ()),
         "**Judge validity** — every judge against held-out human ratings (DiaSafety, iEval, "
         "FailedESConv), beside the lexicon baseline and response length alone; "
