@@ -27,9 +27,10 @@ def dropped_opening(messages: Sequence[dict], history_exchanges: int | None) -> 
     """The dialogue's first user message when ``trim_history`` drops it (None when it stays:
     a first turn, or a budget that reaches back to it)."""
     body = [m for m in messages if m.get("role") != "system"]
-    if history_exchanges is None or not body or body[0].get("role") != "user":
+    kept = [m for m in trim_history(messages, history_exchanges) if m.get("role") != "system"]
+    if not body or body[0].get("role") != "user" or len(kept) == len(body):
         return None
-    return body[0]["content"] if len(body) > 2 * history_exchanges + 1 else None
+    return body[0]["content"]
 
 def prompt_args(policy: dict) -> dict:
     """How ``policy`` shapes a prompt: the keyword arguments of ``prompt_rows`` it sets (the same

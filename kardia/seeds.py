@@ -32,7 +32,8 @@ def read_runs(generations: str | Path, seeds_dir: str | Path = SEEDS_DIR,
     ``seeds_dir/<run>/generations/<part>/`` that answered the same systems, test items and
     prompts (``prompt_sha``), in name order after the workspace; ``set_aside`` names the exported
     runs that did not (another configuration, e.g. the smoke profile beside the default's seed
-    runs, or an export from an older test set or prompt shaping). They are never mixed in, and the report says they were left out.
+    runs, or an export from an older test set or prompt shaping). They are never mixed in, and
+    the report says they were left out.
     ``part`` is a test set of its own (``human_written``); "" is the test turns."""
 
     def read(folder: Path) -> list[dict]:
