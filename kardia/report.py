@@ -434,6 +434,8 @@ def training_block(sft: Mapping, grpo: Mapping, grpo_dev: pd.DataFrame, sft_log:
     machine = sft.get("machine")
     where = (f" on {machine['device']}, {machine['cores']} cores, "
              f"{'bf16 autocast' if machine['bf16'] else 'fp32'}") if machine else ""  # fmt: skip
+    # the hard turns its prompts came from (a max_steps sample of them, by grpo.first_turn_share)
+    over = f" over {grpo['train_turns']:,} hard turns" if "train_turns" in grpo else ""
     lines = [
         f"| | measured (`dvc repro`{where}, backbone `{sft.get('backbone')}`, training judge `{grpo.get('judge')}`) |",
         "|---|---|",
@@ -444,7 +446,7 @@ def training_block(sft: Mapping, grpo: Mapping, grpo_dev: pd.DataFrame, sft_log:
         f"| SFT dev check ({dev.get('n', 0)} dev turns of unseen situations and profiles, greedy) | "
         f"{100 * dev.get('format_compliance', float('nan')):.1f} % four-span replies; emotion accuracy "
         f"{100 * dev.get('emotion_accuracy', float('nan')):.1f} % (chance 3.1 %) |",
-        f"| `grpo` | {grpo['steps']} steps, {grpo['seconds_per_step']:.1f} s/step, "
+        f"| `grpo` | {grpo['steps']} steps{over}, {grpo['seconds_per_step']:.1f} s/step, "
         f"{judge.get('items', 0):,} judgements, {judge.get('failures', 0)} failed |",
         f"| train reward, first → last quarter of the steps | total {change('reward')}; format "
         f"{change('format')}; emotion {change('emotion')}; rubric {change('rubric')} |",

@@ -267,6 +267,8 @@ def test_the_training_table_comes_from_the_metric_files(tmp_path):
     assert "`dvc repro` on Xeon, 2 cores, bf16 autocast, backbone" in block_m
     assert "loss 4.00 → 0.50" in block and "93.8 % four-span replies; emotion accuracy 6.2 %" in block
     assert "30 steps, 104.9 s/step, 431 judgements, 0 failed" in block and "total 0.400 → 0.450" in block
+    with_turns = report.training_block(sft, {**grpo, "train_turns": 120}, dev, log, report.stage_seconds([nb]))
+    assert "| `grpo` | 30 steps over 120 hard turns, 104.9 s/step" in with_turns
     assert "format n/a" in block  # a reward the run did not log says so
     assert "step 15: 0.550 (kept)" in block and "sft 1800 s; 30 min together" in block
     (tmp_path / "x.ipynb").write_text(json.dumps({"metadata": {}, "cells": []}))

@@ -218,6 +218,21 @@ def test_sft_sample_takes_max_steps_batches_with_the_first_turn_share():
     assert sft_sample(rows, {**sft, "max_steps": None}, seed=0) == rows  # epochs: every easy turn
 
 
+def test_grpo_sample_takes_the_prompts_of_max_steps_with_the_first_turn_share():
+    from kardia.training.grpo import grpo_sample
+
+    rows = _turn_rows()
+    # 16 completions a step, 4 per prompt: 4 prompts a step, 20 over 5 steps
+    grpo = {"max_steps": 5, "batch_size": 16, "gradient_accumulation_steps": 1,
+            "num_generations": 4, "first_turn_share": 0.5}  # fmt: skip
+    picked = grpo_sample(rows, grpo, seed=0)
+    assert len(picked) == 20 and sum(r["turn"] == 0 for r in picked) == 10
+    assert grpo_sample(rows, grpo, seed=1) != picked  # the training seed draws it
+    assert len(grpo_sample(rows, {**grpo, "gradient_accumulation_steps": 2}, 0)) == 40
+    assert sum(r["turn"] == 0 for r in grpo_sample(rows, {**grpo, "first_turn_share": None}, 0)) < 10
+    assert grpo_sample(rows, {**grpo, "max_steps": None}, seed=0) == rows  # epochs: every hard turn
+
+
 # --- fingerprints and run dirs ----------------------------------------------------------------
 
 

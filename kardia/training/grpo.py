@@ -26,7 +26,7 @@ from kardia.models import (
     rollout_backend,
     training_backend,
 )
-from kardia.prompts import train_rows
+from kardia.prompts import spread, train_rows
 from kardia.rewards import build_rewards
 from kardia.training.arguments import COMMON_KEYS, check_section, grpo_args
 from kardia.training.checkpoints import (
@@ -40,8 +40,22 @@ from kardia.training.logs import log_history, machine_info, step_printer
 SECTION_KEYS = COMMON_KEYS | {  # params.yaml's grpo section
     "num_generations", "max_completion_length", "temperature", "beta", "loss_type", "save_steps",
     "checkpoint_dir", "resume", "dev_prompts", "vllm_mode", "vllm_server_base_url", "vllm_server_gpus",
-    "sft_dir",
+    "sft_dir", "first_turn_share",
 }  # fmt: skip
+
+
+def grpo_sample(rows: Sequence[dict], grpo: Mapping, seed: int) -> list[dict]:
+    """The hard turns GRPO's steps draw prompts from: all of them without ``max_steps``; with it,
+    a seeded sample of the prompts ``max_steps`` steps take (``batch_size`` completions a step,
+    ``num_generations`` per prompt), ``first_turn_share`` of it dialogues' first turns (null:
+    drawn like any turn, ~13 %). As in SFT's sample: the first turn is where the user names the
+    feeling, and a short run drawn like any turn would hardly see one, so the emotion span the
+    test asks of first turns would go unrewarded."""
+    if not grpo.get("max_steps"):
+        return list(rows)
+    completions = int(grpo["batch_size"]) * int(grpo.get("gradient_accumulation_steps", 1))
+    n = int(grpo["max_steps"]) * max(completions // int(grpo["num_generations"]), 1)
+    return spread(rows, n, seed, grpo.get("first_turn_share"))
 
 
 def run_config(section: Mapping, *, policy: dict, judge: dict, rewards: dict, seed: int) -> dict:
@@ -71,7 +85,7 @@ def run_grpo(cfg: dict, callbacks: Sequence = ()) -> dict:
     args = grpo_args(cfg, str(run_dir), rollout, weights)  # before the model (ZeRO-3)
     model, tokenizer = load_policy(cfg["sft_dir"], policy, seed=seed, backend=preferred,
                                    fast_inference=rollout == "vllm")  # fmt: skip
-    rows = train_rows(cfg["data_dir"], policy, tokenizer, "hard")
+    rows = grpo_sample(train_rows(cfg["data_dir"], policy, tokenizer, "hard"), grpo, seed)
     dataset = Dataset.from_list([{k: r[k] for k in ("prompt", "emotion", "person", "situation")}
                                  for r in rows])  # fmt: skip
     trainer = GRPOTrainer(
